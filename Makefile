@@ -1,0 +1,64 @@
+# One-command set-up and the test entry points. `make test` is what CI runs.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UML_RUN := ../shared/tools/uml-run
+VM_RUN := ../shared/tools/vm-run
+APT_PACKAGES := iproute2 nftables libnftables1 wireguard-go wireguard-tools dnsmasq \
+	kea-dhcp4-server kea-dhcp6-server etcd-server user-mode-linux qemu-system-x86 \
+	linux-image-amd64 busybox-static tcpdump iputils-ping
+PYTEST := $(BIN)/pytest -q -p no:cacheprovider
+
+.PHONY: setup apt venv test test-unit test-netns test-uml test-vm lint bench demo clean
+
+setup: apt venv
+
+# Installs only what is missing, so a second run costs one dpkg-query.
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "apt: installing $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.stamp
+
+$(VENV)/.stamp: pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
+	$(BIN)/python -c "import nftables, pyroute2, pydantic, ruamel.yaml"
+	touch $@
+
+test: setup
+	$(MAKE) --no-print-directory test-unit test-netns test-uml test-vm
+
+test-unit:
+	$(PYTEST) tests/unit
+
+test-netns:
+	$(PYTEST) tests/netns
+
+# One UML boot for the whole uml-marked set.
+test-uml:
+	$(UML_RUN) --modules "dummy 8021q bonding veth bridge macvlan tun" -- \
+		env NETD_KERNEL=uml $(PYTEST) tests/uml
+
+# One QEMU boot for the whole vm-marked set.
+test-vm:
+	$(VM_RUN) -- env NETD_KERNEL=vm $(PYTEST) tests/vm
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy cosi netd operators discovery_client discovery_service kubespan machined netctl
+
+bench: setup
+	$(BIN)/python bench/runtime.py
+
+demo: setup
+	$(BIN)/python -m demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
