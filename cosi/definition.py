@@ -39,9 +39,15 @@ class ResourceDefinition:
     print_columns: tuple[tuple[str, str], ...] = ()  # (NAME, jsonpath)
     sensitive: bool = False
     all_aliases: tuple[str, ...] = field(init=False)
+    # Names, as opposed to derived initials: they win when a word is both
+    # (``ns`` is Namespaces' alias and NetworkStatuses' initials).
+    names: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "all_aliases", compute_aliases(self.type, self.display_type, self.aliases))
+        all_ = compute_aliases(self.type, self.display_type, self.aliases)
+        initials = set(initials_of(self.type)) - {a.lower() for a in self.aliases}
+        object.__setattr__(self, "all_aliases", all_)
+        object.__setattr__(self, "names", frozenset({self.id, *(a for a in all_ if a not in initials)}))
 
     @property
     def id(self) -> str:
@@ -65,16 +71,21 @@ def compute_aliases(type_: str, display_type: str, explicit: Iterable[str]) -> t
     parts = group.split(".") if group else []
     for i in range(1, len(parts)):
         out.append(".".join([plural.lower(), *parts[:i]]))
-    capitals = "".join(c for c in plural if c.isupper()).lower()
-    if len(capitals) >= 2:
-        out.append(capitals)
-        if not capitals.endswith("s"):
-            out.append(capitals + "s")
+    out.extend(initials_of(type_))
     out.extend(a.lower() for a in explicit)
     seen: dict[str, None] = {}
     for a in out:
         seen.setdefault(a, None)
     return tuple(seen)
+
+
+def initials_of(type_: str) -> list[str]:
+    """``AddressStatuses`` → ``as``; ``ResourceDefinitions`` → ``rd``, ``rds``."""
+    plural = type_.partition(".")[0]
+    capitals = "".join(c for c in plural if c.isupper()).lower()
+    if len(capitals) < 2:
+        return []
+    return [capitals] if capitals.endswith("s") else [capitals, capitals + "s"]
 
 
 class ResourceDefinitionSpec(BaseModel):
@@ -140,7 +151,10 @@ class Registry:
 
     def resolve(self, word: str) -> ResourceDefinition:
         """The definition a user's word names, case-insensitively; errors say what was meant."""
-        found = [d for d in self._by_type.values() if d.matches(word)]
+        w = word.lower()
+        found = [d for d in self._by_type.values() if w in d.names]
+        if not found:
+            found = [d for d in self._by_type.values() if d.matches(w)]
         if len(found) == 1:
             return found[0]
         if found:

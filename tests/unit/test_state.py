@@ -157,6 +157,11 @@ def test_type_resolution_aliases() -> None:
         "resourcedefinitions.meta.cosi", "rd", "rds",
     ]
     assert s.get("meta", "Namespaces.meta.cosi.dev", "meta") is not None
+    # a name beats another type's initials: "ns" is Namespaces, not NetworkStatuses
+    s.register(ResourceDefinition("NetworkStatuses.net.talos.dev", "NetworkStatus", "network", Thing,
+                                  aliases=("netstatus", "netstatuses")))
+    assert r.resolve("ns").type == "Namespaces.meta.cosi.dev"
+    assert r.resolve("netstatus").type == "NetworkStatuses.net.talos.dev"
 
 
 # ---- watch completeness under concurrent writers ----------------------------------------
