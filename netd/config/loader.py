@@ -1,0 +1,230 @@
+"""Load a machine config stream: framing (config.md §A.1), strict keys, models, rules."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from .allowlist import unknown_keys
+from .errors import ConfigError, Path, Problem, format_path
+from .models import Config, NetworkDefaultActionConfig, NetworkRuleConfig
+from .validate import Checker
+from .yaml import YamlDocument, load_documents
+
+V1ALPHA1_KEYS = ("machine", "cluster", "debug", "persist")
+
+#: Other v1.6 document kinds: accepted (keys checked), not interpreted by networking.
+OTHER_KINDS: dict[str, tuple[str, ...]] = {
+    "EventSinkConfig": ("endpoint",),
+    "KmsgLogConfig": ("name", "url"),
+    "SideroLinkConfig": ("apiUrl",),
+}
+NAMED_KINDS = frozenset({"NetworkRuleConfig", "KmsgLogConfig"})
+NETWORK_RULE_KEYS = ("name", "portSelector", "ingress")
+PORT_SELECTOR_KEYS = ("ports", "protocol")
+INGRESS_RULE_KEYS = ("subnet", "except")
+DEFAULT_ACTION_KEYS = ("ingress",)
+
+
+@dataclass(frozen=True)
+class OtherDocument:
+    """A v1.6 document networking does not read (EventSinkConfig, ...), kept as data."""
+
+    kind: str
+    name: str
+    data: dict[str, Any]
+
+
+@dataclass
+class LoadedConfig:
+    """A valid machine config: the v1alpha1 document, the firewall documents, and warnings."""
+
+    config: Config | None = None
+    default_action: NetworkDefaultActionConfig | None = None
+    rules: list[NetworkRuleConfig] = field(default_factory=list)
+    other_documents: list[OtherDocument] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+
+    @property
+    def ingress_default(self) -> str:
+        """``accept`` or ``block`` (``accept`` without a NetworkDefaultActionConfig)."""
+        return self.default_action.ingress if self.default_action is not None else "accept"
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+_PYDANTIC_MESSAGES = {
+    "model_type": "must be a mapping",
+    "model_attributes_type": "must be a mapping",
+    "dict_type": "must be a mapping",
+    "list_type": "must be a list",
+    "tuple_type": "must be a list",
+    "string_type": "must be a string",
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "bool_type": "must be a boolean (true/false)",
+    "bool_parsing": "must be a boolean (true/false)",
+    "missing": "is required",
+    "literal_error": "has an unexpected value",
+}
+
+
+def _translate(exc: ValidationError, doc: YamlDocument, label: str) -> list[Problem]:
+    problems: list[Problem] = []
+    for err in exc.errors(include_url=False):
+        path: Path = tuple(elem for elem in err["loc"] if isinstance(elem, str | int))
+        etype = err["type"]
+        ctx = err.get("ctx") or {}
+        if etype == "value_error" and "error" in ctx:
+            message = str(ctx["error"])
+        else:
+            message = _PYDANTIC_MESSAGES.get(etype, "invalid value")
+        problems.append(Problem(label, format_path(path), message, line=doc.line_of(path)))
+    return problems
+
+
+def _decode(model: type[_M], doc: YamlDocument, label: str, problems: list[Problem]) -> _M | None:
+    try:
+        return model.model_validate(doc.data)
+    except ValidationError as exc:
+        problems.extend(_translate(exc, doc, label))
+        return None
+
+
+def _strict_keys(data: Any, allowed: tuple[str, ...], path: Path) -> list[Path]:
+    if not isinstance(data, dict):
+        return []
+    return [(*path, key) for key in data if key not in allowed]
+
+
+def _kind_label(kind: str, name: Any) -> str:
+    return f"{kind}/{name if isinstance(name, str) else ''}"
+
+
+def load_config(text: str) -> LoadedConfig:
+    """Parse and validate a machine config stream. Raises :class:`ConfigError` with every problem."""
+    docs = load_documents(text)
+    problems: list[Problem] = []
+    result = LoadedConfig()
+    seen: set[str] = set()
+    found = 0
+    for doc in docs:
+        if doc.data is None:
+            continue
+        found += 1
+        generic = f"document {doc.index + 1}"
+        data = doc.data
+        if not isinstance(data, dict):
+            problems.append(Problem(generic, "", "a config document must be a mapping", line=doc.line))
+            continue
+
+        def add(label: str, path: Path, message: str, *, _doc: YamlDocument = doc) -> None:
+            problems.append(Problem(label, format_path(path), message, line=_doc.line_of(path)))
+
+        if "kind" not in data:
+            if not any(key in data for key in V1ALPHA1_KEYS):
+                add(generic, (), "missing kind (and not a v1alpha1 machine config)")
+                continue
+            label = "v1alpha1"
+            if label in seen:
+                add(label, (), "duplicate v1alpha1.Config")
+                continue
+            seen.add(label)
+            for path, message in unknown_keys(data):
+                add(label, path, message)
+            cfg = _decode(Config, doc, label, problems)
+            if cfg is not None:
+                checker = Checker(label)
+                checker.config(cfg)
+                for p in checker.problems:
+                    problems.append(Problem(p.doc, p.path, p.message, p.warning, doc.line_of(_split(p.path))))
+            result.config = cfg
+            continue
+
+        kind = data.get("kind")
+        if not isinstance(kind, str) or not kind:
+            add(generic, ("kind",), "kind must be a non-empty string")
+            continue
+        name = data.get("name", "")
+        label = _kind_label(kind, name)
+        known = kind in ("NetworkRuleConfig", "NetworkDefaultActionConfig") or kind in OTHER_KINDS
+        if not known:
+            add(label, ("kind",), f'unknown kind "{kind}"')
+            continue
+        api_version = data.get("apiVersion")
+        if api_version != "v1alpha1":
+            shown = "" if api_version is None else str(api_version)
+            add(label, ("apiVersion",), f'unknown apiVersion "{shown}" for kind {kind} (want v1alpha1)')
+            continue
+        if label in seen:
+            add(label, (), f"duplicate document: {label}")
+            continue
+        seen.add(label)
+        base = ("apiVersion", "kind")
+        if kind == "NetworkDefaultActionConfig":
+            for path in _strict_keys(data, (*base, *DEFAULT_ACTION_KEYS), ()):
+                add(label, path, "unknown key")
+            action = _decode(NetworkDefaultActionConfig, doc, label, problems)
+            result.default_action = action
+        elif kind == "NetworkRuleConfig":
+            bad = _strict_keys(data, (*base, *NETWORK_RULE_KEYS), ())
+            bad += _strict_keys(data.get("portSelector"), PORT_SELECTOR_KEYS, ("portSelector",))
+            ingress = data.get("ingress")
+            if isinstance(ingress, list):
+                for k, item in enumerate(ingress):
+                    bad += _strict_keys(item, INGRESS_RULE_KEYS, ("ingress", k))
+            for path in bad:
+                add(label, path, "unknown key")
+            rule = _decode(NetworkRuleConfig, doc, label, problems)
+            if rule is not None:
+                checker = Checker(label)
+                checker.rule(rule)
+                for p in checker.problems:
+                    problems.append(Problem(p.doc, p.path, p.message, p.warning, doc.line_of(_split(p.path))))
+            if rule is not None:
+                result.rules.append(rule)
+        else:
+            for path in _strict_keys(data, (*base, *OTHER_KINDS[kind]), ()):
+                add(label, path, "unknown key")
+            result.other_documents.append(OtherDocument(kind, name if isinstance(name, str) else "", data))
+    if not found and not problems:
+        problems.append(Problem("yaml", "", "config not found (the file has no documents)"))
+    errors = [p for p in problems if not p.warning]
+    if errors:
+        raise ConfigError(problems)
+    result.warnings = problems
+    return result
+
+
+def load_config_file(path: str | os.PathLike[str]) -> LoadedConfig:
+    """Read and load a machine config file; an unreadable file is a ConfigError too."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        raise ConfigError([Problem(str(path), "", "file not found")]) from None
+    except IsADirectoryError:
+        raise ConfigError([Problem(str(path), "", "is a directory, not a file")]) from None
+    except PermissionError:
+        raise ConfigError([Problem(str(path), "", "permission denied")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Problem(str(path), "", f"not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
+    except OSError as exc:
+        raise ConfigError([Problem(str(path), "", f"cannot read: {exc.strerror or exc}")]) from None
+    return load_config(text)
+
+
+def _split(path: str) -> Path:
+    """Inverse of format_path (good enough to look up a line)."""
+    out: list[str | int] = []
+    for part in path.replace("[", ".[").split("."):
+        if not part:
+            continue
+        if part.startswith("[") and part.endswith("]") and part[1:-1].isdigit():
+            out.append(int(part[1:-1]))
+        else:
+            out.append(part)
+    return tuple(out)
