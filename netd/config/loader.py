@@ -205,15 +205,15 @@ def load_config_file(path: str | os.PathLike[str]) -> LoadedConfig:
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
     except FileNotFoundError:
-        raise ConfigError([Problem(str(path), "", "file not found")]) from None
+        raise ConfigError([Problem(str(path), "", "cannot read config: file not found")]) from None
     except IsADirectoryError:
-        raise ConfigError([Problem(str(path), "", "is a directory, not a file")]) from None
+        raise ConfigError([Problem(str(path), "", "cannot read config: is a directory")]) from None
     except PermissionError:
-        raise ConfigError([Problem(str(path), "", "permission denied")]) from None
+        raise ConfigError([Problem(str(path), "", "cannot read config: permission denied")]) from None
     except UnicodeDecodeError as exc:
-        raise ConfigError([Problem(str(path), "", f"not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
+        raise ConfigError([Problem(str(path), "", f"cannot read config: not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
     except OSError as exc:
-        raise ConfigError([Problem(str(path), "", f"cannot read: {exc.strerror or exc}")]) from None
+        raise ConfigError([Problem(str(path), "", f"cannot read config: {exc.strerror or exc}")]) from None
     return load_config(text)
 
 
