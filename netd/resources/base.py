@@ -138,14 +138,14 @@ IPPrefix = Annotated[Prefix, PlainValidator(_v_prefix), PlainSerializer(_s_prefi
 _UNITS_NS = {
     "ns": 1,
     "us": 1_000,
-    "µs": 1_000,  # noqa: RUF001 - U+00B5, as Go accepts
-    "μs": 1_000,  # noqa: RUF001 - U+03BC
+    "µs": 1_000,
+    "μs": 1_000,
     "ms": 1_000_000,
     "s": 1_000_000_000,
     "m": 60_000_000_000,
     "h": 3_600_000_000_000,
 }
-_DUR_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")  # noqa: RUF001
+_DUR_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")
 
 
 def parse_go_duration(text: str) -> dt.timedelta:
