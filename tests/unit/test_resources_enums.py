@@ -10,8 +10,8 @@ from pydantic import BaseModel
 from netd.resources.enums import (
     ALL_ENUMS,
     ALL_FLAGS,
-    ADSelect,
     AddressFlags,
+    ADSelect,
     ARPAllTargets,
     ARPValidate,
     BondMode,
@@ -51,27 +51,71 @@ DOCUMENTED: dict[type[NetEnum], dict[int, str]] = {
     RoutingTable: {0: "unspec", 253: "default", 254: "main", 255: "local"},
     RouteType: dict(
         enumerate(
-            "unspec unicast local broadcast anycast multicast blackhole unreachable prohibit throw nat "
-            "xresolve".split()
+            [
+                "unspec",
+                "unicast",
+                "local",
+                "broadcast",
+                "anycast",
+                "multicast",
+                "blackhole",
+                "unreachable",
+                "prohibit",
+                "throw",
+                "nat",
+                "xresolve",
+            ]
         )
     ),
     RouteProtocol: {
-        0: "unspec", 1: "redirect", 2: "kernel", 3: "boot", 4: "static", 9: "ra", 10: "mrt",
-        11: "zebra", 12: "bird", 13: "dnrouted", 14: "xorp", 15: "ntk", 16: "dhcp", 17: "mrtd",
-        18: "keepalived", 42: "babel", 99: "openr", 186: "bgp", 187: "isis", 188: "ospf", 189: "rip",
+        0: "unspec",
+        1: "redirect",
+        2: "kernel",
+        3: "boot",
+        4: "static",
+        9: "ra",
+        10: "mrt",
+        11: "zebra",
+        12: "bird",
+        13: "dnrouted",
+        14: "xorp",
+        15: "ntk",
+        16: "dhcp",
+        17: "mrtd",
+        18: "keepalived",
+        42: "babel",
+        99: "openr",
+        186: "bgp",
+        187: "isis",
+        188: "ospf",
+        189: "rip",
         192: "eigrp",
-    },  # fmt: skip
+    },
     OperationalState: dict(
         enumerate(["unknown", "notPresent", "down", "lowerLayerDown", "testing", "dormant", "up"])
     ),
     Port: {
-        0: "TwistedPair", 1: "AUI", 2: "MII", 3: "Fibre", 4: "BNC", 5: "DirectAttach", 0xEF: "None",
+        0: "TwistedPair",
+        1: "AUI",
+        2: "MII",
+        3: "Fibre",
+        4: "BNC",
+        5: "DirectAttach",
+        0xEF: "None",
         0xFF: "Other",
-    },  # fmt: skip
+    },
     Duplex: {0: "Half", 1: "Full", 255: "Unknown"},
     BondMode: dict(
         enumerate(
-            ["balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad", "balance-tlb", "balance-alb"]
+            [
+                "balance-rr",
+                "active-backup",
+                "balance-xor",
+                "broadcast",
+                "802.3ad",
+                "balance-tlb",
+                "balance-alb",
+            ]
         )
     ),
     BondXmitHashPolicy: dict(enumerate(["layer2", "layer3+4", "layer2+3", "encap2+3", "encap3+4"])),
@@ -83,10 +127,20 @@ DOCUMENTED: dict[type[NetEnum], dict[int, str]] = {
     VLANProtocol: {33024: "802.1q", 34984: "802.1ad"},
     NfTablesChainHook: dict(enumerate(["prerouting", "input", "forward", "output", "postrouting"])),
     NfTablesChainPriority: {
-        -(2**31): "first", -400: "conntrack-defrag", -300: "raw", -225: "selinux-first",
-        -200: "conntrack", -150: "mangle", -100: "nat-dest", 0: "filter", 50: "security",
-        100: "nat-source", 225: "selinux-last", 300: "conntrack-helper", 2**31 - 1: "last",
-    },  # fmt: skip
+        -(2**31): "first",
+        -400: "conntrack-defrag",
+        -300: "raw",
+        -225: "selinux-first",
+        -200: "conntrack",
+        -150: "mangle",
+        -100: "nat-dest",
+        0: "filter",
+        50: "security",
+        100: "nat-source",
+        225: "selinux-last",
+        300: "conntrack-helper",
+        2**31 - 1: "last",
+    },
     NfTablesVerdict: {0: "drop", 1: "accept"},
     MatchOperator: {0: "==", 1: "!="},
     ConntrackState: {8: "new", 4: "related", 2: "established", 1: "invalid"},
@@ -95,18 +149,71 @@ DOCUMENTED: dict[type[NetEnum], dict[int, str]] = {
 }
 
 LINK_TYPES = {
-    0: "netrom", 1: "ether", 2: "eether", 3: "ax25", 4: "pronet", 5: "chaos", 6: "ieee802", 7: "arcnet",
-    8: "atalk", 15: "dlci", 19: "atm", 23: "metricom", 24: "ieee1394", 27: "eui64", 32: "infiniband",
-    256: "slip", 257: "cslip", 258: "slip6", 259: "cslip6", 260: "rsrvd", 264: "adapt", 270: "rose",
-    271: "x25", 272: "hwx25", 280: "can", 512: "ppp", 513: "cisco", 516: "lapb", 517: "ddcmp",
-    518: "rawhdlc", 768: "ipip", 769: "tunnel6", 770: "frad", 771: "skip", 772: "loopback",
-    773: "localtlk", 774: "fddi", 775: "bif", 776: "sit", 777: "ip/ddp", 778: "gre", 779: "pimreg",
-    780: "hippi", 781: "ash", 782: "econet", 783: "irda", 784: "fcpp", 785: "fcal", 786: "fcpl",
+    0: "netrom",
+    1: "ether",
+    2: "eether",
+    3: "ax25",
+    4: "pronet",
+    5: "chaos",
+    6: "ieee802",
+    7: "arcnet",
+    8: "atalk",
+    15: "dlci",
+    19: "atm",
+    23: "metricom",
+    24: "ieee1394",
+    27: "eui64",
+    32: "infiniband",
+    256: "slip",
+    257: "cslip",
+    258: "slip6",
+    259: "cslip6",
+    260: "rsrvd",
+    264: "adapt",
+    270: "rose",
+    271: "x25",
+    272: "hwx25",
+    280: "can",
+    512: "ppp",
+    513: "cisco",
+    516: "lapb",
+    517: "ddcmp",
+    518: "rawhdlc",
+    768: "ipip",
+    769: "tunnel6",
+    770: "frad",
+    771: "skip",
+    772: "loopback",
+    773: "localtlk",
+    774: "fddi",
+    775: "bif",
+    776: "sit",
+    777: "ip/ddp",
+    778: "gre",
+    779: "pimreg",
+    780: "hippi",
+    781: "ash",
+    782: "econet",
+    783: "irda",
+    784: "fcpp",
+    785: "fcal",
+    786: "fcpl",
     **{787 + i: f"fcfb_{i}" for i in range(13)},
-    800: "tr", 801: "ieee802.11", 802: "ieee802.11_prism", 803: "ieee802.11_radiotap",
-    804: "ieee802.15.4", 805: "ieee802.15.4_monitor", 820: "phonet", 821: "phonet_pipe", 822: "caif",
-    823: "ip6gre", 824: "netlink", 825: "6lowpan", 65534: "nohdr", 65535: "void",
-}  # fmt: skip
+    800: "tr",
+    801: "ieee802.11",
+    802: "ieee802.11_prism",
+    803: "ieee802.11_radiotap",
+    804: "ieee802.15.4",
+    805: "ieee802.15.4_monitor",
+    820: "phonet",
+    821: "phonet_pipe",
+    822: "caif",
+    823: "ip6gre",
+    824: "netlink",
+    825: "6lowpan",
+    65534: "nohdr",
+    65535: "void",
+}
 DOCUMENTED[LinkType] = LINK_TYPES
 
 
@@ -153,7 +260,8 @@ def test_any_number_round_trips_through_its_string(cls: type[NetEnum], n: int) -
 
 
 def test_bond_options_treat_empty_as_zero() -> None:
-    for cls in (BondMode, BondXmitHashPolicy, LACPRate, ARPValidate, ARPAllTargets, PrimaryReselect, ADSelect):
+    bond = (BondMode, BondXmitHashPolicy, LACPRate, ARPValidate, ARPAllTargets, PrimaryReselect, ADSelect)
+    for cls in bond:
         assert int(cls.from_name("")) == 0
     assert FailOverMAC.from_name("") is FailOverMAC.NONE
     assert FailOverMAC.from_name("follow") is FailOverMAC.FOLLOW
@@ -179,21 +287,55 @@ def test_family_of() -> None:
 
 FLAG_BITS: dict[type, list[tuple[int, str]]] = {
     RouteFlags: [
-        (0x100, "notify"), (0x200, "cloned"), (0x400, "equalize"), (0x800, "prefix"),
-        (0x1000, "lookup_table"), (0x2000, "fib_match"), (0x4000, "offload"), (0x8000, "trap"),
+        (0x100, "notify"),
+        (0x200, "cloned"),
+        (0x400, "equalize"),
+        (0x800, "prefix"),
+        (0x1000, "lookup_table"),
+        (0x2000, "fib_match"),
+        (0x4000, "offload"),
+        (0x8000, "trap"),
     ],
     AddressFlags: [
-        (0x1, "temporary"), (0x2, "nodad"), (0x4, "optimistic"), (0x8, "dadfailed"),
-        (0x10, "homeaddress"), (0x20, "deprecated"), (0x40, "tentative"), (0x80, "permanent"),
-        (0x100, "mngmtmpaddr"), (0x200, "noprefixroute"), (0x400, "mcautojoin"), (0x800, "stableprivacy"),
+        (0x1, "temporary"),
+        (0x2, "nodad"),
+        (0x4, "optimistic"),
+        (0x8, "dadfailed"),
+        (0x10, "homeaddress"),
+        (0x20, "deprecated"),
+        (0x40, "tentative"),
+        (0x80, "permanent"),
+        (0x100, "mngmtmpaddr"),
+        (0x200, "noprefixroute"),
+        (0x400, "mcautojoin"),
+        (0x800, "stableprivacy"),
     ],
     LinkFlags: list(
         enumerate(
-            "UP BROADCAST DEBUG LOOPBACK POINTTOPOINT NOTRAILERS RUNNING NOARP PROMISC ALLMULTI MASTER "
-            "SLAVE MULTICAST PORTSEL AUTOMEDIA DYNAMIC LOWER_UP DORMANT ECHO".split()
+            [
+                "UP",
+                "BROADCAST",
+                "DEBUG",
+                "LOOPBACK",
+                "POINTTOPOINT",
+                "NOTRAILERS",
+                "RUNNING",
+                "NOARP",
+                "PROMISC",
+                "ALLMULTI",
+                "MASTER",
+                "SLAVE",
+                "MULTICAST",
+                "PORTSEL",
+                "AUTOMEDIA",
+                "DYNAMIC",
+                "LOWER_UP",
+                "DORMANT",
+                "ECHO",
+            ]
         )
     ),
-}  # fmt: skip
+}
 FLAG_BITS[LinkFlags] = [(1 << i, name) for i, name in FLAG_BITS[LinkFlags]]
 
 
