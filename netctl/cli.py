@@ -34,7 +34,9 @@ def _add_arguments(module: str) -> Callable[[argparse.ArgumentParser], None]:
 
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="netctl", description="Talk to machined, or work on configs offline.")
+    parser = argparse.ArgumentParser(
+        prog="netctl", description="Talk to machined, or work on configs offline."
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     # Only the chosen command's module is imported (its arguments are needed to parse).
     names = {cmd.name for cmd in COMMANDS}

@@ -7,7 +7,9 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, metavar="FILE", help="machine config (multi-document YAML)")
+    parser.add_argument(
+        "--config", required=True, metavar="FILE", help="machine config (multi-document YAML)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -211,7 +211,9 @@ def load_config_file(path: str | os.PathLike[str]) -> LoadedConfig:
     except PermissionError:
         raise ConfigError([Problem(str(path), "", "cannot read config: permission denied")]) from None
     except UnicodeDecodeError as exc:
-        raise ConfigError([Problem(str(path), "", f"cannot read config: not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
+        raise ConfigError(
+            [Problem(str(path), "", f"cannot read config: not UTF-8 text ({exc.reason} at byte {exc.start})")]
+        ) from None
     except OSError as exc:
         raise ConfigError([Problem(str(path), "", f"cannot read config: {exc.strerror or exc}")]) from None
     return load_config(text)

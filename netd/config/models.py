@@ -35,7 +35,15 @@ DEFAULT_POD_SUBNETS = ("10.244.0.0/16",)
 DEFAULT_SERVICE_SUBNETS = ("10.96.0.0/12",)
 DEFAULT_DISCOVERY_ENDPOINT = "https://discovery.talos.dev/"
 
-BOND_MODES = ("balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad", "balance-tlb", "balance-alb")
+BOND_MODES = (
+    "balance-rr",
+    "active-backup",
+    "balance-xor",
+    "broadcast",
+    "802.3ad",
+    "balance-tlb",
+    "balance-alb",
+)
 BOND_XMIT_HASH_POLICIES = ("layer2", "layer3+4", "layer2+3", "encap2+3", "encap3+4")
 BOND_LACP_RATES = ("slow", "fast")
 BOND_ARP_VALIDATE = ("none", "active", "backup", "all")

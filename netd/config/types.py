@@ -86,7 +86,7 @@ def to_port_range(value: Any) -> PortRange:
         if sep and lo is not None and hi is not None:
             return PortRange(lo, hi)
         raise ValueError(f'invalid port range: "{value}"')
-    raise ValueError("invalid port range: must be a port number or a string \"<lo>-<hi>\"")
+    raise ValueError('invalid port range: must be a port number or a string "<lo>-<hi>"')
 
 
 Port = Annotated[PortRange, BeforeValidator(to_port_range)]

@@ -193,13 +193,11 @@ TYPES: dict[str, dict[str, str]] = {
     "EncryptionKeyKMS": {
         "endpoint": "string",
     },
-    "EncryptionKeyNodeID": {
-    },
+    "EncryptionKeyNodeID": {},
     "EncryptionKeyStatic": {
         "passphrase": "string",
     },
-    "EncryptionKeyTPM": {
-    },
+    "EncryptionKeyTPM": {},
     "EtcdConfig": {
         "image": "string",
         "ca": "PEMEncodedCertificateAndKey",

@@ -38,7 +38,16 @@ from .models import (
 
 KUBESPAN_MIN_MTU = 1280
 
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
 _DURATION_PART = re.compile(r"([0-9]*\.?[0-9]*)(ns|us|µs|μs|ms|s|m|h)")
 _DNS_LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}")
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2})+")
@@ -194,7 +203,9 @@ class Checker:
             dpath = (*base, "interfaces", i)
             if is_worker:
                 if dev.vip is not None:
-                    self.error((*dpath, "vip"), "virtual (shared) IP is not allowed on non-controlplane nodes")
+                    self.error(
+                        (*dpath, "vip"), "virtual (shared) IP is not allowed on non-controlplane nodes"
+                    )
                 for j, vlan in enumerate(dev.vlans):
                     if vlan.vip is not None:
                         self.error(
@@ -224,7 +235,8 @@ class Checker:
                 text = entry[1:] if entry.startswith("!") else entry
                 if not (_is_cidr(text) or _is_ip(text)):
                     self.error(
-                        (*kpath, "filters", "endpoints", j), f'KubeSpan endpoint filter is not valid: "{entry}"'
+                        (*kpath, "filters", "endpoints", j),
+                        f'KubeSpan endpoint filter is not valid: "{entry}"',
                     )
 
     def cross_device(self, base: Path, devices: list[Device]) -> None:
@@ -287,8 +299,11 @@ class Checker:
         for j, vlan in enumerate(dev.vlans):
             self.vlan((*dpath, "vlans", j), vlan, name)
         if name and name in bonded and (dev.dhcp or dev.cidr or dev.addresses or dev.vip is not None):
-            self.error(dpath, f'"{name}" is a bond member: a bonded interface shouldn\'t have any addressing '
-                       "methods configured (dhcp, addresses, cidr, vip)")
+            self.error(
+                dpath,
+                f'"{name}" is a bond member: a bonded interface shouldn\'t have any addressing '
+                "methods configured (dhcp, addresses, cidr, vip)",
+            )
         if dev.addresses and dev.cidr:
             self.error(dpath, "interface can't have both cidr and addresses set")
         if dev.cidr:
@@ -318,7 +333,12 @@ class Checker:
             ("lacpRate", bond.lacp_rate, BOND_LACP_RATES, "invalid lacp rate"),
             ("arpValidate", bond.arp_validate, BOND_ARP_VALIDATE, "invalid arp_validate mode"),
             ("arpAllTargets", bond.arp_all_targets, BOND_ARP_ALL_TARGETS, "invalid arp_all_targets mode"),
-            ("primaryReselect", bond.primary_reselect, BOND_PRIMARY_RESELECT, "invalid primary_reselect mode"),
+            (
+                "primaryReselect",
+                bond.primary_reselect,
+                BOND_PRIMARY_RESELECT,
+                "invalid primary_reselect mode",
+            ),
             ("failOverMac", bond.fail_over_mac, BOND_FAIL_OVER_MAC, "invalid fail_over_mac value"),
             ("adSelect", bond.ad_select, BOND_AD_SELECT, "invalid ad_select mode"),
         )
@@ -389,7 +409,9 @@ class Checker:
                 if hp is not None and not (hp[1].isascii() and hp[1].isdigit() and 0 < int(hp[1]) <= 0xFFFF):
                     ok = False
                 if not ok:
-                    self.error((*ppath, "endpoint"), f'peer endpoint "{peer.endpoint}" is invalid (want host:port)')
+                    self.error(
+                        (*ppath, "endpoint"), f'peer endpoint "{peer.endpoint}" is invalid (want host:port)'
+                    )
             if peer.persistent_keepalive_interval:
                 try:
                     seconds = parse_go_duration(peer.persistent_keepalive_interval)
@@ -403,7 +425,9 @@ class Checker:
                         self.error((*ppath, "persistentKeepaliveInterval"), "must not be negative")
             for m, allowed in enumerate(peer.allowed_ips):
                 if not _is_cidr(allowed):
-                    self.error((*ppath, "allowedIPs", m), f'peer allowed IP "{allowed}" is invalid: must be a CIDR')
+                    self.error(
+                        (*ppath, "allowedIPs", m), f'peer allowed IP "{allowed}" is invalid: must be a CIDR'
+                    )
 
     def vlan(self, path: Path, vlan: Vlan, parent: str) -> None:
         if not 1 <= vlan.vlan_id <= 4094:
@@ -447,14 +471,14 @@ class Checker:
                 self.error(("cluster", "secret"), "cluster discovery service requires cluster.secret")
             else:
                 try:
-                    key = base64.b64decode(cluster.secret.encode("ascii"), validate=True)
+                    secret = base64.b64decode(cluster.secret.encode("ascii"), validate=True)
                 except (binascii.Error, ValueError, UnicodeEncodeError):
                     self.error(("cluster", "secret"), "must be base64 (of 32 random bytes)")
                 else:
-                    if len(key) not in (16, 24, 32):
+                    if len(secret) not in (16, 24, 32):
                         self.error(
                             ("cluster", "secret"),
-                            f"must be the base64 of a 16, 24 or 32 byte key (it is {len(key)} bytes)",
+                            f"must be the base64 of a 16, 24 or 32 byte key (it is {len(secret)} bytes)",
                         )
 
     # ------------------------------------------------------------------ firewall

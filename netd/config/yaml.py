@@ -133,9 +133,7 @@ class _Builder:
         if isinstance(node, ScalarNode):
             return self.scalar(node, tag, path)
         if tag and not tag.startswith(_TAG):
-            self.problems.append(
-                _problem(self.doc_label, path, f"unsupported YAML tag {tag}", mark.line + 1)
-            )
+            self.problems.append(_problem(self.doc_label, path, f"unsupported YAML tag {tag}", mark.line + 1))
         inner = active | {id(node)}
         if isinstance(node, SequenceNode):
             return [self.build(child, (*path, i), inner) for i, child in enumerate(node.value)]
@@ -314,8 +312,7 @@ def load_documents(text: str) -> list[YamlDocument]:
                             Problem(
                                 label,
                                 "",
-                                f"document expands to more than {MAX_NODES} YAML nodes "
-                                "(too many aliases?)",
+                                f"document expands to more than {MAX_NODES} YAML nodes (too many aliases?)",
                                 line=line,
                             )
                         )
@@ -334,9 +331,7 @@ def load_documents(text: str) -> list[YamlDocument]:
                 index += 1
                 continue
             except _Recursive as exc:
-                problems.append(
-                    Problem(label, "", "recursive alias", line=exc.node.start_mark.line + 1)
-                )
+                problems.append(Problem(label, "", "recursive alias", line=exc.node.start_mark.line + 1))
                 index += 1
                 continue
             problems.extend(builder.problems)
