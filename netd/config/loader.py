@@ -86,12 +86,59 @@ def _translate(exc: ValidationError, doc: YamlDocument, label: str) -> list[Prob
     return problems
 
 
-def _decode(model: type[_M], doc: YamlDocument, label: str, problems: list[Problem]) -> _M | None:
-    try:
-        return model.model_validate(doc.data)
-    except ValidationError as exc:
-        problems.extend(_translate(exc, doc, label))
-        return None
+def _decode(
+    model: type[_M], doc: YamlDocument, label: str, problems: list[Problem]
+) -> tuple[_M | None, list[str]]:
+    """Validate ``doc.data``; on errors, report them, drop the bad values and try again.
+
+    Returns the model (None if even the repaired data fails) and the paths that were
+    dropped: rule checks under those paths would only repeat the same problem.
+    """
+    data = doc.data
+    dropped: list[str] = []
+    for _attempt in range(4):
+        try:
+            return model.model_validate(data), dropped
+        except ValidationError as exc:
+            found = _translate(exc, doc, label)
+            if _attempt == 0:
+                problems.extend(found)
+            data = _copy_tree(data)
+            for err in exc.errors(include_url=False):
+                path = [e for e in err["loc"] if isinstance(e, str | int)]
+                while path and isinstance(path[-1], int):
+                    path.pop()
+                if not path or not _drop(data, path):
+                    return None, dropped
+                dropped.append(format_path(path))
+    return None, dropped
+
+
+def _copy_tree(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _copy_tree(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_copy_tree(v) for v in data]
+    return data
+
+
+def _drop(data: Any, path: list[str | int]) -> bool:
+    node = data
+    for elem in path[:-1]:
+        found = (isinstance(elem, int) and isinstance(node, list) and 0 <= elem < len(node)) or (
+            isinstance(elem, str) and isinstance(node, dict) and elem in node
+        )
+        if not found:
+            return False
+        node = node[elem]
+    if isinstance(node, dict) and path[-1] in node:
+        del node[path[-1]]
+        return True
+    return False
+
+
+def _under(path: str, prefixes: list[str]) -> bool:
+    return any(path == p or path.startswith((p + ".", p + "[")) for p in prefixes)
 
 
 def _strict_keys(data: Any, allowed: tuple[str, ...], path: Path) -> list[Path]:
@@ -135,12 +182,15 @@ def load_config(text: str) -> LoadedConfig:
             seen.add(label)
             for path, message in unknown_keys(data):
                 add(label, path, message)
-            cfg = _decode(Config, doc, label, problems)
+            cfg, dropped = _decode(Config, doc, label, problems)
             if cfg is not None:
                 checker = Checker(label)
                 checker.config(cfg)
                 for p in checker.problems:
-                    problems.append(Problem(p.doc, p.path, p.message, p.warning, doc.line_of(_split(p.path))))
+                    if not _under(p.path, dropped):
+                        problems.append(
+                            Problem(p.doc, p.path, p.message, p.warning, doc.line_of(_split(p.path)))
+                        )
             result.config = cfg
             continue
 
@@ -167,7 +217,7 @@ def load_config(text: str) -> LoadedConfig:
         if kind == "NetworkDefaultActionConfig":
             for path in _strict_keys(data, (*base, *DEFAULT_ACTION_KEYS), ()):
                 add(label, path, "unknown key")
-            action = _decode(NetworkDefaultActionConfig, doc, label, problems)
+            action, _ = _decode(NetworkDefaultActionConfig, doc, label, problems)
             result.default_action = action
         elif kind == "NetworkRuleConfig":
             bad = _strict_keys(data, (*base, *NETWORK_RULE_KEYS), ())
@@ -178,12 +228,15 @@ def load_config(text: str) -> LoadedConfig:
                     bad += _strict_keys(item, INGRESS_RULE_KEYS, ("ingress", k))
             for path in bad:
                 add(label, path, "unknown key")
-            rule = _decode(NetworkRuleConfig, doc, label, problems)
+            rule, dropped = _decode(NetworkRuleConfig, doc, label, problems)
             if rule is not None:
                 checker = Checker(label)
                 checker.rule(rule)
                 for p in checker.problems:
-                    problems.append(Problem(p.doc, p.path, p.message, p.warning, doc.line_of(_split(p.path))))
+                    if not _under(p.path, dropped):
+                        problems.append(
+                            Problem(p.doc, p.path, p.message, p.warning, doc.line_of(_split(p.path)))
+                        )
             if rule is not None:
                 result.rules.append(rule)
         else:

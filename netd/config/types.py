@@ -6,17 +6,18 @@ from typing import Annotated, Any, NamedTuple
 
 from pydantic import BeforeValidator
 
-from .yaml import QuotedStr, YamlFloat, YamlInt
+from .yaml import YamlFloat, YamlInt
 
-#: YAML 1.1 spellings accepted for boolean fields (and only there).
-_TRUE = frozenset({"yes", "Yes", "YES", "on", "On", "ON", "true", "True", "TRUE"})
-_FALSE = frozenset({"no", "No", "NO", "off", "Off", "OFF", "false", "False", "FALSE"})
+#: YAML 1.1 spellings accepted for boolean fields (and only there), as Go's yaml.v3 does
+#: when it decodes into a typed bool (quoted or not). A quoted "true" stays a string.
+_TRUE = frozenset({"y", "Y", "yes", "Yes", "YES", "on", "On", "ON"})
+_FALSE = frozenset({"n", "N", "no", "No", "NO", "off", "Off", "OFF"})
 
 
 def to_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and not isinstance(value, QuotedStr):
+    if isinstance(value, str):
         if value in _TRUE:
             return True
         if value in _FALSE:
