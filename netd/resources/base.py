@@ -243,7 +243,8 @@ def _v_time_opt(value: Any) -> dt.datetime | None:
 def format_rfc3339(value: dt.datetime | None) -> str:
     if value is None:
         return ""
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    v = value.astimezone(dt.UTC)
+    return f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}Z"
 
 
 #: RFC 3339 UTC to the second; ``None`` = absent.
