@@ -7,6 +7,7 @@ import datetime as dt
 from pydantic import Field
 
 from cosi import ResourceDefinition
+from netd.netip import Prefix
 from netd.resources.base import OptAddr, OptPrefix, OptTime, Spec
 from netd.resources.enums import AddressFlags, ConfigLayer, Family, Scope
 from netd.resources.ids import address_id
@@ -31,6 +32,22 @@ class AddressSpec(Spec):
     layer: ConfigLayer = ConfigLayer.DEFAULT
     valid_until: OptTime = None
     preferred_until: OptTime = None
+
+    @classmethod
+    def configured(
+        cls, address: Prefix, link_name: str, layer: ConfigLayer, *, announce_with_arp: bool = False
+    ) -> AddressSpec:
+        """An address as the config sources, DHCP and VIP emit it (netd.md §4.2, §6):
+        family by IP, scope global, flags permanent."""
+        return cls(
+            address=address,
+            link_name=link_name,
+            family=Family.of(address),
+            scope=Scope.GLOBAL,
+            flags=AddressFlags.PERMANENT,
+            announce_with_arp=announce_with_arp,
+            layer=layer,
+        )
 
     def id(self) -> str:
         """The merged ID, AddressID(linkName, address)."""

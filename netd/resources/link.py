@@ -221,6 +221,30 @@ class LinkSpec(Spec):
     def id(self) -> str:
         return self.name
 
+    def merged(self, higher: LinkSpec) -> LinkSpec:
+        """Fold a higher-layer spec of the same link into this one (netd.md §4.3): each
+        field (or unit) is overridden only by a non-zero value; wireguard specs merge;
+        the layer is the higher spec's."""
+        upd: dict[str, object] = {}
+        for name in ("logical", "up", "mtu", "kind", "type", "parent_name"):
+            value = getattr(higher, name)
+            if value:
+                upd[name] = value
+        if higher.master_name or higher.slave_index:
+            upd["master_name"], upd["slave_index"] = higher.master_name, higher.slave_index
+        for name in ("vlan", "bond_master", "bridge_master", "bridge_slave"):
+            value = getattr(higher, name)
+            if not value.is_zero():
+                upd[name] = value.model_copy(deep=True)
+        upd["wireguard"] = self.wireguard.merged(higher.wireguard)
+        upd["layer"] = higher.layer
+        return self.model_copy(update=upd)
+
+
+def format_hardware_addr(raw: bytes) -> str:
+    """A MAC (or any link-layer address) as lower-case colon hex; ``""`` when empty."""
+    return ":".join(f"{b:02x}" for b in raw)
+
 
 class LinkStatus(Spec):
     """A kernel link as observed."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cosi import ResourceDefinition
+from netd.netip import Addr, Prefix
 from netd.resources.base import OptAddr, OptPrefix, Spec
 from netd.resources.enums import (
     ConfigLayer,
@@ -21,6 +22,22 @@ ROUTE_STATUS_TYPE = "RouteStatuses.net.talos.dev"
 
 #: Default route metric (netd.md §11).
 DEFAULT_ROUTE_METRIC = 1024
+
+
+def config_route_family(dst: Prefix | None, gateway: Addr | None) -> Family:
+    """Family of a machine-config route, computed after normalization (netd.md §4.2):
+    inet6 if the gateway is IPv6, else inet6 if dst is IPv6, else inet4 (so ``::/0``
+    without a gateway becomes inet4, as in v1.6.8)."""
+    if gateway is not None and gateway.version == 6:
+        return Family.INET6
+    if dst is not None and dst.version == 6:
+        return Family.INET6
+    return Family.INET4
+
+
+def config_route_type(dst: Prefix | None) -> RouteType:
+    """``multicast`` for a multicast destination, else ``unicast`` (netd.md §4.2)."""
+    return RouteType.MULTICAST if dst is not None and dst.ip.is_multicast else RouteType.UNICAST
 
 
 class RouteSpec(Spec):

@@ -1000,3 +1000,52 @@ def test_resources_store_in_state(state: State) -> None:
         owner="network.AddressStatusController",
     )
     assert again.md.version == 1  # equal spec: no write
+
+
+def test_configured_address() -> None:
+    a = AddressSpec.configured(parse_prefix("fd00::2/64"), "eth0", ConfigLayer.CONFIGURATION)
+    assert spec_dict(a) == {
+        "address": "fd00::2/64",
+        "linkName": "eth0",
+        "family": "inet6",
+        "scope": "global",
+        "flags": "permanent",
+        "layer": "configuration",
+    }
+    assert AddressSpec.configured(
+        parse_prefix("10.5.0.100/32"), "eth0", ConfigLayer.OPERATOR, announce_with_arp=True
+    )
+    assert a.id() == "eth0/fd00::2/64"
+
+
+def test_config_route_family_and_type() -> None:
+    from netd.netip import parse_addr
+    from netd.resources.enums import RouteType
+    from netd.resources.route import config_route_family, config_route_type
+
+    assert config_route_family(None, parse_addr("fe80::1")) is Family.INET6
+    assert config_route_family(parse_prefix("fd00::/8"), None) is Family.INET6
+    assert config_route_family(None, None) is Family.INET4  # ::/0 normalized away: v1.6.8 quirk
+    assert config_route_family(parse_prefix("10.0.0.0/8"), parse_addr("10.0.0.1")) is Family.INET4
+    assert config_route_type(parse_prefix("224.0.0.0/4")) is RouteType.MULTICAST
+    assert config_route_type(None) is RouteType.UNICAST
+
+
+def test_link_spec_merge() -> None:
+    low = LinkSpec(
+        name="eth0", up=True, mtu=1500, master_name="bond0", slave_index=1, layer=ConfigLayer.DEFAULT
+    )
+    high = LinkSpec(name="eth0", up=False, mtu=0, kind="", vlan=VLANSpec(vlan_id=5, vlan_protocol=0x8100),
+                    layer=ConfigLayer.CONFIGURATION)  # fmt: skip
+    m = low.merged(high)
+    assert (m.up, m.mtu, m.master_name, m.slave_index) == (True, 1500, "bond0", 1)  # zero can't undo
+    assert m.vlan.vlan_id == 5 and m.layer is ConfigLayer.CONFIGURATION
+    m2 = m.merged(LinkSpec(name="eth0", master_name="bond1", layer=ConfigLayer.CONFIGURATION))
+    assert (m2.master_name, m2.slave_index) == ("bond1", 0)  # the bond-slave pair is one unit
+
+
+def test_format_hardware_addr() -> None:
+    from netd.resources.link import format_hardware_addr
+
+    assert format_hardware_addr(bytes.fromhex("525400ABCDEF")) == "52:54:00:ab:cd:ef"
+    assert format_hardware_addr(b"") == ""

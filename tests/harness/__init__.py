@@ -1,0 +1,10 @@
+"""Test harness: simulated machines ("nodes") in network namespaces, joined by bridges ("switches").
+
+See README.md beside this file; the `lab` pytest fixture lives in tests/conftest.py.
+"""
+
+from .cleanup import sweep_stale
+from .nodes import Lab, Netns, Node, Stub, Switch
+from .sysutil import CommandError, wait_until
+
+__all__ = ["CommandError", "Lab", "Netns", "Node", "Stub", "Switch", "sweep_stale", "wait_until"]
