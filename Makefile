@@ -46,9 +46,10 @@ test-uml:
 	$(UML_RUN) --modules "dummy 8021q bonding veth bridge macvlan tun" -- \
 		env NETD_KERNEL=uml $(PYTEST) tests/uml
 
-# One QEMU boot for the whole vm-marked set.
+# One QEMU boot for the whole vm-marked set. TMPDIR on the VM's tmpfs: its 9p root cannot
+# ftruncate unlinked files, which breaks pytest's output capture.
 test-vm:
-	$(VM_RUN) -- env NETD_KERNEL=vm $(PYTEST) tests/vm
+	$(VM_RUN) -- env NETD_KERNEL=vm TMPDIR=/dev/shm $(PYTEST) tests/vm
 
 lint: venv
 	$(BIN)/ruff check .
