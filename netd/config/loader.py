@@ -137,8 +137,13 @@ def _drop(data: Any, path: list[str | int]) -> bool:
     return False
 
 
-def _under(path: str, prefixes: list[str]) -> bool:
-    return any(path == p or path.startswith((p + ".", p + "[")) for p in prefixes)
+def _related(path: str, dropped: list[str]) -> bool:
+    """True if ``path`` is a dropped path, inside one, or one of its parents."""
+
+    def inside(a: str, b: str) -> bool:
+        return a == b or a.startswith((b + ".", b + "[")) or not b
+
+    return any(inside(path, d) or inside(d, path) for d in dropped)
 
 
 def _strict_keys(data: Any, allowed: tuple[str, ...], path: Path) -> list[Path]:
@@ -187,7 +192,7 @@ def load_config(text: str) -> LoadedConfig:
                 checker = Checker(label)
                 checker.config(cfg)
                 for p in checker.problems:
-                    if not _under(p.path, dropped):
+                    if not _related(p.path, dropped):
                         problems.append(
                             Problem(p.doc, p.path, p.message, p.warning, doc.line_of(_split(p.path)))
                         )
@@ -233,7 +238,7 @@ def load_config(text: str) -> LoadedConfig:
                 checker = Checker(label)
                 checker.rule(rule)
                 for p in checker.problems:
-                    if not _under(p.path, dropped):
+                    if not _related(p.path, dropped):
                         problems.append(
                             Problem(p.doc, p.path, p.message, p.warning, doc.line_of(_split(p.path)))
                         )

@@ -488,19 +488,18 @@ class Checker:
         sel = rule.port_selector
         if not sel.ports:
             self.error(("portSelector", "ports"), "portSelector.ports is required")
-        order = sorted(range(len(sel.ports)), key=lambda i: (sel.ports[i].lo, i))
-        prev: tuple[int, int] | None = None
-        for i in order:
-            lo, hi = sel.ports[i]
-            if lo > hi:
-                self.error(("portSelector", "ports", i), f"invalid port range: {lo}-{hi}")
-            elif prev is not None and lo <= prev[1]:
-                self.error(
-                    ("portSelector", "ports", i),
-                    f"invalid port range: {lo}-{hi}, overlaps with {prev[0]}-{prev[1]}",
-                )
-            if lo <= hi:
-                prev = (lo, hi)
+        order = sorted(range(len(sel.ports)), key=lambda i: sel.ports[i].lo)
+        for pos, i in enumerate(order):
+            cur = sel.ports[i]
+            if cur.lo > cur.hi:
+                self.error(("portSelector", "ports", i), f"invalid port range: {cur.lo}-{cur.hi}")
+            if pos > 0:
+                prev = sel.ports[order[pos - 1]]
+                if cur.lo <= prev.hi:
+                    self.error(
+                        ("portSelector", "ports", i),
+                        f"invalid port range: {cur}, overlaps with {prev}",
+                    )
         if not sel.protocol:
             self.error(("portSelector", "protocol"), "protocol is required (tcp, udp, icmp or icmpv6)")
         elif sel.protocol not in FIREWALL_PROTOCOLS:
