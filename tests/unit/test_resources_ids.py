@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from netd.netip import parse_addr, parse_prefix
+from netd.netip import format_prefix, parse_addr, parse_prefix
 from netd.resources.enums import ConfigLayer, Family, Operator, RoutingTable
 from netd.resources.ids import (
     address_id,
@@ -130,12 +130,14 @@ def test_route_id_structure(
     rid = route_id(table, family, dst, None, priority, link)
     head = "" if table == 254 else f"{RoutingTable(table)}/"
     mid = f"{link}/" if family == Family.INET6 else ""
-    dst_text = "" if dst is None else f"{dst.ip if dst.version == 6 and dst.ip.ipv4_mapped is None else ''}"
-    assert rid.startswith(f"{head}{mid}{family}//")
-    assert rid.endswith(f"/{priority}")
-    if dst is not None and dst.version == 4:
-        assert f"//{dst}/" in rid
-    assert dst_text == "" or dst_text in rid
+    dst_text = "" if dst is None else format_prefix(dst)
+    assert rid == f"{head}{mid}{family}//{dst_text}/{priority}"
+    if table == 254:
+        assert not rid.startswith("main/")
+    elif table in (0, 253, 255):
+        assert rid.split("/")[0] in ("unspec", "default", "local")
+    else:
+        assert rid.startswith(f"RoutingTable({table})/")
 
 
 @given(prefixes(), st.text("abcdefgh0123456789.-", min_size=1, max_size=15))
