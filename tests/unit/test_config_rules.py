@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (a table of expected messages reads better unwrapped)
 """Every validation rule of config.md Part A: one or more invalid configs each, exact path and message."""
 
 from __future__ import annotations
