@@ -34,6 +34,7 @@ MAX_DEPTH = 200
 MAX_CHARS = 16 * 1024 * 1024
 
 _TAG = "tag:yaml.org,2002:"
+_COLLECTION_TAGS = frozenset({"", _TAG + "map", _TAG + "seq", _TAG + "omap"})
 
 
 class QuotedStr(str):
@@ -132,7 +133,7 @@ class _Builder:
         tag = str(node.tag) if node.tag is not None else ""
         if isinstance(node, ScalarNode):
             return self.scalar(node, tag, path)
-        if tag and not tag.startswith(_TAG):
+        if tag not in _COLLECTION_TAGS:
             self.problems.append(_problem(self.doc_label, path, f"unsupported YAML tag {tag}", mark.line + 1))
         inner = active | {id(node)}
         if isinstance(node, SequenceNode):
@@ -222,8 +223,8 @@ class _Builder:
                 self.problems.append(_problem(self.doc_label, path, f"invalid number {text!r}", line))
                 return None
             return YamlFloat(fvalue, text)
-        # other standard tags (set, omap, ...) on a scalar: keep the text
-        return text if node.style is None else QuotedStr(text)
+        self.problems.append(_problem(self.doc_label, path, f"unsupported YAML tag {tag}", line))
+        return text
 
 
 def _parse_int(text: str) -> int | None:
