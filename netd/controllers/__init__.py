@@ -1,0 +1,1 @@
+"""netd controllers: config, merge, spec and status controllers of netd.md §10."""
