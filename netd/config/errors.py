@@ -22,6 +22,13 @@ def format_path(path: Iterable[PathElem]) -> str:
     return out
 
 
+def _one_line(text: str) -> str:
+    """Control characters (from user values) escaped, so one problem stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 @dataclass(frozen=True)
 class Problem:
     """One error or warning: the document it is in, the YAML path and a plain-words message."""
@@ -34,7 +41,7 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.doc}: {self.path}: " if self.path else f"{self.doc}: "
-        return ("warning: " if self.warning else "") + where + self.message
+        return _one_line(("warning: " if self.warning else "") + where + self.message)
 
 
 class ConfigError(Exception):
