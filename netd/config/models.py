@@ -368,18 +368,30 @@ class ClusterConfig(_Model):
 
 
 class Config(_Model):
-    """The v1alpha1 document (only the keys networking reads are modelled)."""
+    """The v1alpha1 document (only the keys networking reads are modelled).
+
+    ``machine`` and ``cluster`` are always objects (all defaults when absent);
+    ``has_machine`` / ``has_cluster`` tell whether the sections were given.
+    """
 
     version: YStr = ""
     debug: YBool = False
     persist: YBool = False
-    machine: MachineConfig | None = None
-    cluster: ClusterConfig | None = None
+    machine: MachineConfig = MachineConfig()
+    cluster: ClusterConfig = ClusterConfig()
+
+    @property
+    def has_machine(self) -> bool:
+        return "machine" in self.model_fields_set
+
+    @property
+    def has_cluster(self) -> bool:
+        return "cluster" in self.model_fields_set
 
     @property
     def network(self) -> NetworkConfig:
         """``machine.network`` (all defaults when absent)."""
-        return self.machine.network if self.machine is not None else NetworkConfig()
+        return self.machine.network
 
 
 class RulePortSelector(_Model):

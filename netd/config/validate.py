@@ -174,7 +174,7 @@ class Checker:
     def config(self, cfg: Config) -> None:
         machine = cfg.machine
         is_worker = False
-        if machine is not None:
+        if cfg.has_machine:
             mtype = machine.type
             if mtype in ("controlplane", "init", "worker"):
                 is_worker = mtype == "worker"
@@ -187,7 +187,7 @@ class Checker:
             else:
                 self.error(("machine", "type"), f'unknown machine type "{mtype}"')
             self.network(cfg, is_worker)
-        if cfg.cluster is not None:
+        if cfg.has_cluster:
             self.cluster(cfg.cluster)
 
     def network(self, cfg: Config, is_worker: bool) -> None:
@@ -222,7 +222,7 @@ class Checker:
             kpath = (*base, "kubespan")
             if ks.mtu < KUBESPAN_MIN_MTU:
                 self.error((*kpath, "mtu"), f"kubespan link MTU must be at least {KUBESPAN_MIN_MTU}")
-            cluster = cfg.cluster or ClusterConfig()
+            cluster = cfg.cluster
             if not cluster.discovery.enabled:
                 self.error(
                     (*kpath, "enabled"), "cluster.discovery should be enabled when kubespan is enabled"

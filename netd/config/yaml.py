@@ -23,6 +23,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.resolver import VersionedResolver
 
 from .errors import ConfigError, Path, Problem, format_path
 
@@ -35,6 +36,14 @@ MAX_CHARS = 16 * 1024 * 1024
 
 _TAG = "tag:yaml.org,2002:"
 _COLLECTION_TAGS = frozenset({"", _TAG + "map", _TAG + "seq", _TAG + "omap"})
+
+
+class _Yaml12Resolver(VersionedResolver):
+    """YAML 1.2 resolution always, even under a ``%YAML 1.1`` directive."""
+
+    @property
+    def processing_version(self) -> tuple[int, int]:
+        return (1, 2)
 
 
 class QuotedStr(str):
@@ -295,7 +304,7 @@ def load_documents(text: str) -> list[YamlDocument]:
     if "\x00" in text:
         raise ConfigError([Problem("yaml", "", "config contains a NUL character")])
     loader = YAML(typ="rt")
-    loader.version = (1, 2)
+    loader.Resolver = _Yaml12Resolver
     docs: list[YamlDocument] = []
     problems: list[Problem] = []
     index = 0

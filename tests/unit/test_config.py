@@ -55,7 +55,7 @@ def test_sample_configs_load(path: Path) -> None:
 def test_spec_a20_example() -> None:
     loaded = load_config_file(CONFIGS / "spec-a20-example.yaml")
     cfg = loaded.config
-    assert cfg is not None and cfg.machine is not None and cfg.cluster is not None
+    assert cfg is not None and cfg.has_machine and cfg.has_cluster
     assert loaded.warnings == []
     net = cfg.network
     assert net.hostname == "cp1.example.org"
@@ -122,7 +122,7 @@ def test_spec_a20_example() -> None:
 def test_worker_sample_details() -> None:
     loaded = load_config_file(CONFIGS / "talos-v1.6-worker.yaml")
     cfg = loaded.config
-    assert cfg is not None and cfg.machine is not None
+    assert cfg is not None and cfg.has_machine
     dev = cfg.network.interfaces[0]
     assert dev.device_selector == NetworkDeviceSelector(bus_path="0*")
     assert dev.dhcp_options is not None and dev.dhcp_options.ipv6 is True  # `on`
@@ -248,6 +248,11 @@ def test_boolean_rejects_other_words() -> None:
     assert errors_of("machine:\n  type: worker\n  network:\n    disableSearchDomain: 1\n") == [
         "v1alpha1: machine.network.disableSearchDomain: must be a boolean (true/false, yes/no, on/off)"
     ]
+
+
+def test_yaml11_directive_does_not_change_resolution() -> None:
+    (doc,) = load_documents("%YAML 1.1\n---\na: on\nb: 52:54:00:12:34:56\nc: yes\n")
+    assert doc.data == {"a": "on", "b": "52:54:00:12:34:56", "c": "yes"}
 
 
 def test_quoted_and_bare_scalars_stay_distinguishable() -> None:
