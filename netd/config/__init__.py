@@ -32,7 +32,7 @@ from .models import (
     Vlan,
 )
 from .types import PortRange
-from .validate import parse_go_duration
+from .validate import parse_go_duration, parse_ip_or_cidr
 
 __all__ = [
     "STP",
@@ -67,4 +67,5 @@ __all__ = [
     "load_config",
     "load_config_file",
     "parse_go_duration",
+    "parse_ip_or_cidr",
 ]

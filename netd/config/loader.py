@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 from .allowlist import unknown_keys
 from .errors import ConfigError, Path, Problem, format_path
 from .models import Config, NetworkDefaultActionConfig, NetworkRuleConfig
+from .types import to_str
 from .validate import Checker
 from .yaml import YamlDocument, load_documents
 
@@ -153,11 +154,19 @@ def _strict_keys(data: Any, allowed: tuple[str, ...], path: Path) -> list[Path]:
 
 
 def _kind_label(kind: str, name: Any) -> str:
-    return f"{kind}/{name if isinstance(name, str) else ''}"
+    if isinstance(name, dict | list) or name is None:
+        return f"{kind}/"
+    try:
+        return f"{kind}/{to_str(name)}"
+    except ValueError:
+        return f"{kind}/"
 
 
-def load_config(text: str) -> LoadedConfig:
-    """Parse and validate a machine config stream. Raises :class:`ConfigError` with every problem."""
+def load_config(text: str, *, strict: bool = False) -> LoadedConfig:
+    """Parse and validate a machine config stream. Raises :class:`ConfigError` with every problem.
+
+    With ``strict`` warnings are errors too (Talos' strict validation mode).
+    """
     docs = load_documents(text)
     problems: list[Problem] = []
     result = LoadedConfig()
@@ -250,6 +259,11 @@ def load_config(text: str) -> LoadedConfig:
             result.other_documents.append(OtherDocument(kind, name if isinstance(name, str) else "", data))
     if not found and not problems:
         problems.append(Problem("yaml", "", "config not found (the file has no documents)"))
+    if strict:
+        problems = [
+            Problem(p.doc, p.path, "warning: " + p.message, False, p.line) if p.warning else p
+            for p in problems
+        ]
     errors = [p for p in problems if not p.warning]
     if errors:
         raise ConfigError(problems)
@@ -257,7 +271,7 @@ def load_config(text: str) -> LoadedConfig:
     return result
 
 
-def load_config_file(path: str | os.PathLike[str]) -> LoadedConfig:
+def load_config_file(path: str | os.PathLike[str], *, strict: bool = False) -> LoadedConfig:
     """Read and load a machine config file; an unreadable file is a ConfigError too."""
     try:
         with open(path, encoding="utf-8") as fh:
@@ -274,7 +288,7 @@ def load_config_file(path: str | os.PathLike[str]) -> LoadedConfig:
         ) from None
     except OSError as exc:
         raise ConfigError([Problem(str(path), "", f"cannot read config: {exc.strerror or exc}")]) from None
-    return load_config(text)
+    return load_config(text, strict=strict)
 
 
 def _split(path: str) -> Path:

@@ -26,6 +26,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from netd.netip import Prefix
+
 from .types import Int64, Port, StrList, UInt8, UInt16, UInt32, YBool, YStr
 
 DEFAULT_ROUTE_METRIC = 1024
@@ -54,6 +56,12 @@ BOND_AD_SELECT = ("stable", "bandwidth", "count")
 FIREWALL_PROTOCOLS = ("tcp", "udp", "icmp", "icmpv6")
 DEFAULT_ACTIONS = ("accept", "block")
 MACHINE_TYPES = ("controlplane", "init", "worker", "join")
+
+
+def _prefixes(addresses: list[str], cidr: str) -> list[Prefix]:
+    from .validate import parse_ip_or_cidr
+
+    return [parse_ip_or_cidr(a) for a in (addresses or ([cidr] if cidr else []))]
 
 
 class _Model(BaseModel):
@@ -205,8 +213,14 @@ class Vlan(_Model):
     vip: DeviceVIPConfig | None = None
     dhcp_options: DHCPOptions | None = Field(None, alias="dhcpOptions")
 
+    def prefixes(self) -> list[Prefix]:
+        """``addresses`` (or the deprecated ``cidr``) parsed; bare IPs are /32 or /128."""
+        return _prefixes(self.addresses, self.cidr)
+
 
 class Device(_Model):
+    """One ``machine.network.interfaces[]`` entry."""
+
     interface: YStr = ""
     device_selector: NetworkDeviceSelector | None = Field(None, alias="deviceSelector")
     addresses: StrList = []
@@ -222,6 +236,10 @@ class Device(_Model):
     dhcp_options: DHCPOptions | None = Field(None, alias="dhcpOptions")
     wireguard: DeviceWireguardConfig | None = None
     vip: DeviceVIPConfig | None = None
+
+    def prefixes(self) -> list[Prefix]:
+        """``addresses`` (or the deprecated ``cidr``) parsed; bare IPs are /32 or /128."""
+        return _prefixes(self.addresses, self.cidr)
 
 
 class ExtraHost(_Model):

@@ -11,7 +11,7 @@ import binascii
 import re
 from urllib.parse import urlsplit
 
-from netd.netip import parse_addr, parse_prefix
+from netd.netip import Prefix, parse_addr, parse_prefix
 
 from .errors import Path, Problem, format_path
 from .models import (
@@ -73,6 +73,14 @@ def parse_go_duration(text: str) -> float:
         total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
         pos = m.end()
     return sign * total
+
+
+def parse_ip_or_cidr(text: str) -> Prefix:
+    """config.md "IP-or-CIDR": a CIDR (host bits kept), or a bare IP meaning /32 or /128."""
+    if "/" in text:
+        return parse_prefix(text)
+    addr = parse_addr(text)
+    return parse_prefix(f"{text}/{addr.max_prefixlen}")
 
 
 def _is_ip(text: str) -> bool:

@@ -411,3 +411,31 @@ def test_allow_list_walks_maps_lists_and_open_sections() -> None:
         (("machine", "registries", "mirrors", "docker.io", "bogus"), "unknown key"),
         (("machine", "disks", 0, "partitions", 0, "mountPoint"), 'unknown key (did you mean "mountpoint"?)'),
     ]
+
+
+def test_strict_mode_makes_warnings_errors() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config("machine:\n  type: join\n", strict=True)
+    assert info.value.lines() == [
+        'v1alpha1: machine.type: warning: use "worker" instead of "join" for machine type'
+    ]
+
+
+def test_parsed_addresses() -> None:
+    loaded = load(
+        "machine:\n  type: controlplane\n  network:\n    interfaces:\n"
+        "      - interface: eth0\n        addresses: [10.5.0.7/16, 10.0.0.1, 'fd00::1']\n"
+        "        vlans: [{vlanId: 5, addresses: [192.168.1.1]}]\n"
+        "      - interface: eth1\n        cidr: 10.1.0.1/24\n"
+    )
+    assert loaded.config is not None
+    eth0, eth1 = loaded.config.network.interfaces
+    assert [str(p) for p in eth0.prefixes()] == ["10.5.0.7/16", "10.0.0.1/32", "fd00::1/128"]
+    assert [str(p) for p in eth0.vlans[0].prefixes()] == ["192.168.1.1/32"]
+    assert [str(p) for p in eth1.prefixes()] == ["10.1.0.1/24"]
+
+
+def test_rule_name_label_from_a_number() -> None:
+    assert errors_of(
+        "apiVersion: v1alpha1\nkind: NetworkRuleConfig\nname: 5\nportSelector: {protocol: tcp}\n"
+    ) == ["NetworkRuleConfig/5: portSelector.ports: portSelector.ports is required"]
