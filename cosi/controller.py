@@ -14,7 +14,7 @@ import builtins
 import enum
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -245,7 +245,7 @@ class Context:
         return self.state.remove_finalizer(namespace, type_, id_, *names)
 
     def reconcile_owned(
-        self, namespace: str, type_: str, desired: dict[str, BaseModel], labels: dict[str, str] | None = None
+        self, namespace: str, type_: str, desired: Mapping[str, BaseModel], labels: dict[str, str] | None = None
     ) -> None:
         """Write every desired resource and tear down/destroy owned ones no longer desired.
 

@@ -57,6 +57,12 @@ from netd.resources.link import (
     WireguardPeer,
     WireguardSpec,
 )
+from netd.resources.machine_config import (
+    MACHINE_CONFIG_DEFINITION,
+    MACHINE_CONFIG_ID,
+    MACHINE_CONFIG_TYPE,
+    MachineConfigSpec,
+)
 from netd.resources.namespaces import CLUSTER, CONFIG, DESCRIPTIONS, FILES, NETWORK, NETWORK_CONFIG, RUNTIME
 from netd.resources.nftables import (
     NFTABLES_CHAIN_DEFINITION,
@@ -143,6 +149,7 @@ ALL_DEFINITIONS: list[ResourceDefinition] = [
     ETC_FILE_STATUS_DEFINITION,
     DEVICES_STATUS_DEFINITION,
     IDENTITY_DEFINITION,
+    MACHINE_CONFIG_DEFINITION,
 ]
 
 #: Namespaces networking uses, with descriptions.
@@ -183,6 +190,8 @@ __all__ = [
     "LINK_REFRESH_TYPE",
     "LINK_SPEC_TYPE",
     "LINK_STATUS_TYPE",
+    "MACHINE_CONFIG_ID",
+    "MACHINE_CONFIG_TYPE",
     "NAMESPACES",
     "NETWORK",
     "NETWORK_CONFIG",
@@ -216,6 +225,7 @@ __all__ = [
     "LinkRefresh",
     "LinkSpec",
     "LinkStatus",
+    "MachineConfigSpec",
     "NetworkStatus",
     "NfTablesChain",
     "NfTablesRule",

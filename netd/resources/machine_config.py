@@ -1,0 +1,36 @@
+"""MachineConfig (`config` namespace, id ``v1alpha1``): the loaded machine config as a resource.
+
+Config controllers take it as their input, so a new config (``apply-config``)
+reaches them as an ordinary resource update.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cosi import ResourceDefinition
+from netd.config.models import Config, NetworkDefaultActionConfig, NetworkRuleConfig
+from netd.resources.namespaces import CONFIG
+
+MACHINE_CONFIG_TYPE = "MachineConfigs.config.talos.dev"
+MACHINE_CONFIG_ID = "v1alpha1"
+
+
+class MachineConfigSpec(BaseModel):
+    """The documents networking reads; ``config`` is None when only extra documents were given."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    config: Config | None = None
+    default_action: NetworkDefaultActionConfig | None = Field(default=None, alias="defaultAction")
+    rules: list[NetworkRuleConfig] = Field(default_factory=list)
+
+
+MACHINE_CONFIG_DEFINITION = ResourceDefinition(
+    type=MACHINE_CONFIG_TYPE,
+    display_type="MachineConfig",
+    default_namespace=CONFIG,
+    spec_model=MachineConfigSpec,
+    aliases=("mc", "machineconfig", "machineconfigs"),
+    sensitive=True,
+)
