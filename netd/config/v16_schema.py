@@ -1,7 +1,9 @@
 """Key paths of the Talos v1.6 v1alpha1 config document (from the v1.6 configuration reference).
 
 Generated from the "3.4 - v1alpha1" section of the v1.6 docs: for every documented type, its
-fields and their types. Types not listed here are scalars (values not interpreted), except
+fields and their types; plus the deprecated keys v1.6 still decodes but the docs hide
+(``persist``, ``cidr`` on devices and VLANs, ``install.bootloader``, ``etcd.subnet``).
+Types not listed here are scalars (values not interpreted), except
 ``Unstructured``, ``Env`` and ``map[string]string``, which hold anything.
 """
 
@@ -199,6 +201,7 @@ TYPES: dict[str, dict[str, str]] = {
     },
     "EncryptionKeyTPM": {},
     "EtcdConfig": {
+        "subnet": "string",  # deprecated (advertisedSubnets), hidden from the docs, still decoded by v1.6
         "image": "string",
         "ca": "PEMEncodedCertificateAndKey",
         "extraArgs": "map[string]string",
@@ -233,6 +236,7 @@ TYPES: dict[str, dict[str, str]] = {
         "extraArgs": "[]string",
     },
     "InstallConfig": {
+        "bootloader": "bool",  # deprecated, hidden from the docs, still decoded by v1.6
         "disk": "string",
         "diskSelector": "InstallDiskSelector",
         "extraKernelArgs": "[]string",

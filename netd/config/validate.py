@@ -49,7 +49,7 @@ _DURATION_UNITS = {
     "h": 3600.0,
 }
 _DURATION_PART = re.compile(r"([0-9]*\.?[0-9]*)(ns|us|µs|μs|ms|s|m|h)")
-_DNS_LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}")
+_DNS_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}(?:\.[A-Za-z0-9_][A-Za-z0-9_-]{0,62})*[._]?")
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2})+")
 
 
@@ -127,14 +127,7 @@ def _split_host_port(text: str) -> tuple[str, str] | None:
 
 def is_dns_name(name: str) -> bool:
     """Talos' DNS-name check for ``cluster.network.dnsDomain``."""
-    if not name:
-        return False
-    body = name
-    if body.endswith(".") or body.endswith("_"):
-        body = body[:-1]
-    if len(body.replace(".", "")) > 255 or not body:
-        return False
-    return all(_DNS_LABEL.fullmatch(label) for label in body.split("."))
+    return len(name.replace(".", "")) <= 255 and _DNS_NAME.fullmatch(name) is not None
 
 
 class Checker:
