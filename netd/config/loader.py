@@ -212,9 +212,10 @@ def load_config(text: str, *, strict: bool = False) -> LoadedConfig:
         if not isinstance(kind, str) or not kind:
             add(generic, ("kind",), "kind must be a non-empty string")
             continue
-        name = data.get("name", "")
-        label = _kind_label(kind, name)
         known = kind in ("NetworkRuleConfig", "NetworkDefaultActionConfig") or kind in OTHER_KINDS
+        # unnamed kinds are keyed by kind alone (a stray `name` is an unknown key)
+        name = data.get("name", "") if kind in NAMED_KINDS or not known else ""
+        label = _kind_label(kind, name)
         if not known:
             add(label, ("kind",), f'unknown kind "{kind}"')
             continue

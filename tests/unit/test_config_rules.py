@@ -126,6 +126,11 @@ CASES: list[tuple[str, str, list[str]]] = [
         ["NetworkRuleConfig/a: foo: unknown key", "NetworkRuleConfig/a: portSelector.proto: unknown key"],
     ),
     (
+        "name in NetworkDefaultActionConfig",
+        "apiVersion: v1alpha1\nkind: NetworkDefaultActionConfig\nname: x\n",
+        ["NetworkDefaultActionConfig/: name: unknown key"],
+    ),
+    (
         "unknown key in NetworkDefaultActionConfig",
         "apiVersion: v1alpha1\nkind: NetworkDefaultActionConfig\negress: block\n",
         ["NetworkDefaultActionConfig/: egress: unknown key"],
