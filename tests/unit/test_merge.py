@@ -355,6 +355,21 @@ def test_link_wireguard_non_zero_scalars_override() -> None:
     assert (wg.private_key, wg.listen_port, wg.firewall_mark) == ("b", 3, 2)
 
 
+def test_link_wireguard_peer_key_appended_once() -> None:
+    """A public key twice in the higher spec: only the first is appended (netd.md §4.3
+    "not present yet"; WireguardSpec.merged alone would append both)."""
+    low = link("wg0", layer=D, wireguard=WireguardSpec(listen_port=1, peers=[peer("A")]))
+    high = link(
+        "wg0",
+        layer=CFG,
+        wireguard=WireguardSpec(
+            peers=[peer("B", "1.1.1.1:1"), peer("A", "9.9.9.9:9"), peer("B", "2.2.2.2:2")]
+        ),
+    )
+    wg = check_orders(merge_links, layered(low, high))["wg0"].wireguard
+    assert wg.peers == [peer("A"), peer("B", "1.1.1.1:1")]
+
+
 def test_links_same_layer_fold_in_id_order() -> None:
     # default/eth0 then dhcp4/eth0/eth0 (the DHCP4 MTU spec, layer default) — decisions.md
     dflt = link(layer=D, up=True, mtu=1500)
