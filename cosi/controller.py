@@ -118,6 +118,7 @@ class Context:
         self._outputs = {(o.namespace, o.type): o for o in controller.outputs()}
         self._inputs: dict[tuple[str, str], Input] = {}
         self.reconciles = 0
+        self.idle = False  # waiting for a trigger (used by Runtime.settle)
         self.set_inputs(controller.inputs())
 
     # ---- triggers ------------------------------------------------------------------
@@ -177,10 +178,19 @@ class Context:
         """Wait for the next trigger, then yield once so a burst of writes can finish
         before the reconcile reads the state."""
         self._loop = asyncio.get_running_loop()
-        await self._dirty.wait()
+        self.idle = True
+        try:
+            await self._dirty.wait()
+        finally:
+            self.idle = False
         await asyncio.sleep(0)
         self._dirty.clear()
         self.reconciles += 1
+
+    @property
+    def quiet(self) -> bool:
+        """Idle with nothing pending."""
+        return self.idle and not self._dirty.is_set()
 
     def succeeded(self) -> None:
         self.backoff.reset()

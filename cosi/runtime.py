@@ -64,6 +64,22 @@ class Runtime:
                 await asyncio.sleep(delay)
                 ctx.trigger()  # a restarted controller reconciles at once
 
+    async def settle(self, timeout: float = 10.0, quiet_rounds: int = 3) -> bool:
+        """Wait until every controller is idle with nothing pending, several polls in a
+        row (a one-shot run such as ``netctl plan``); False on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        quiet = 0
+        while quiet < quiet_rounds:
+            await asyncio.sleep(0.002)
+            if all(ctx.quiet for ctx in self.contexts.values()):
+                quiet += 1
+            else:
+                quiet = 0
+            if loop.time() > deadline:
+                return False
+        return True
+
     async def stop(self) -> None:
         tasks = list(self._tasks.values())
         for t in tasks:

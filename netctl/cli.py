@@ -25,6 +25,7 @@ class Command:
 
 COMMANDS: list[Command] = [
     Command("validate", "load and validate a machine config (no daemon, no root)", "netctl.cmd_validate"),
+    Command("plan", "print the specs a config would produce here (no daemon, no root)", "netctl.cmd_plan"),
 ]
 
 

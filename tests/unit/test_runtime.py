@@ -202,3 +202,28 @@ def test_backoff_sequence() -> None:
     jitter = Backoff()
     assert 0.25 <= jitter.next() <= 0.75
     assert 0.375 <= jitter.next() <= 1.125
+
+
+async def test_settle_waits_for_a_chain_of_controllers() -> None:
+    class Second(Controller):
+        name = "test.Second"
+
+        def inputs(self) -> list[Input]:
+            return [Input(NS, DST)]
+
+        def outputs(self) -> list[Output]:
+            return [Output(NS, "Thirds.test.dev")]
+
+        async def reconcile(self, ctx: Context) -> None:
+            await asyncio.sleep(0.01)  # slow enough that a naive check would stop early
+            ctx.reconcile_owned(NS, "Thirds.test.dev", {r.id: r.spec for r in ctx.list(NS, DST)})
+
+    s = State()
+    for i in range(5):
+        s.put(NS, SRC, f"s{i}", Val(n=i), owner="w")
+    rt = Runtime(s)
+    rt.register(Copier())
+    rt.register(Second())
+    async with rt:
+        assert await rt.settle()
+        assert len(s.list(NS, "Thirds.test.dev")) == 5
