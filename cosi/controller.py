@@ -189,8 +189,11 @@ class Context:
 
     @property
     def quiet(self) -> bool:
-        """Idle with nothing pending."""
-        return self.idle and not self._dirty.is_set()
+        """Idle with nothing pending, not even a requeue timer."""
+        if not self.idle or self._dirty.is_set():
+            return False
+        timer = self._timer
+        return timer is None or timer.cancelled() or timer.when() <= asyncio.get_running_loop().time()
 
     def succeeded(self) -> None:
         self.backoff.reset()
@@ -255,7 +258,11 @@ class Context:
         return self.state.remove_finalizer(namespace, type_, id_, *names)
 
     def reconcile_owned(
-        self, namespace: str, type_: str, desired: Mapping[str, BaseModel], labels: dict[str, str] | None = None
+        self,
+        namespace: str,
+        type_: str,
+        desired: Mapping[str, BaseModel],
+        labels: dict[str, str] | None = None,
     ) -> None:
         """Write every desired resource and tear down/destroy owned ones no longer desired.
 
@@ -266,7 +273,9 @@ class Context:
         for id_, spec in desired.items():
             cur = self.state.get(namespace, type_, id_)
             if cur is not None and cur.md.phase is Phase.TEARING_DOWN:
-                continue  # recreated once the old one is gone
+                if cur.md.finalizers:
+                    continue  # recreated once released: declare a DESTROY_READY input on the output
+                self.destroy(namespace, type_, id_)
             self.put(namespace, type_, id_, spec, labels)
         for r in self.owned(namespace, type_):
             if r.md.id not in desired and self.teardown(namespace, type_, r.md.id):

@@ -117,28 +117,9 @@ def merge_links(specs: Iterable[tuple[str, LinkSpec]]) -> dict[str, LinkSpec]:
         ordered = sorted(groups[name], key=lambda s: s.layer)  # stable: keeps ID order per layer
         acc = ordered[0]
         for higher in ordered[1:]:
-            acc = _fold_link(acc, higher)
+            acc = acc.merged(higher)
         out[name] = acc
     return out
-
-
-def _fold_link(acc: LinkSpec, higher: LinkSpec) -> LinkSpec:
-    """:meth:`LinkSpec.merged`, with one correction: ``WireguardSpec.merged`` checks the
-    higher spec's peers only against the accumulated ones, so two peers with the same
-    public key in the higher spec were both appended. netd.md §4.3 appends a peer only
-    when its public key "is not present yet", counting the ones just appended."""
-    out = acc.merged(higher)
-    if acc.wireguard.is_zero() or higher.wireguard.is_zero():
-        return out  # nothing merged, or taken whole (as is)
-    peers = list(acc.wireguard.peers)
-    seen = {p.public_key for p in peers}
-    for p in higher.wireguard.peers:
-        if p.public_key not in seen:
-            seen.add(p.public_key)
-            peers.append(p)
-    if len(peers) == len(out.wireguard.peers):
-        return out
-    return out.model_copy(update={"wireguard": out.wireguard.model_copy(update={"peers": peers})})
 
 
 def merge_hostname(specs: Iterable[tuple[str, HostnameSpec]]) -> dict[str, HostnameSpec]:

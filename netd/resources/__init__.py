@@ -149,7 +149,6 @@ ALL_DEFINITIONS: list[ResourceDefinition] = [
     ETC_FILE_STATUS_DEFINITION,
     DEVICES_STATUS_DEFINITION,
     IDENTITY_DEFINITION,
-    MACHINE_CONFIG_DEFINITION,
 ]
 
 #: Namespaces networking uses, with descriptions.
@@ -162,6 +161,8 @@ def register_all(state: State) -> None:
         state.add_namespace(name, description)
     for d in ALL_DEFINITIONS:
         state.register(d)
+    # The machine config is an input of networking, not one of its types.
+    state.register(MACHINE_CONFIG_DEFINITION)
 
 
 def definition_for(model: type[Spec]) -> ResourceDefinition:

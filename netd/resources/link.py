@@ -182,7 +182,12 @@ class WireguardSpec(Spec):
         if other.private_key:
             upd["private_key"] = other.private_key
         known = {p.public_key for p in self.peers}
-        upd["peers"] = [*self.peers, *(p for p in other.peers if p.public_key not in known)]
+        peers = list(self.peers)
+        for p in other.peers:
+            if p.public_key not in known:  # once per key, also within ``other``
+                known.add(p.public_key)
+                peers.append(p)
+        upd["peers"] = peers
         return self.model_copy(update=upd)
 
 

@@ -227,3 +227,24 @@ async def test_settle_waits_for_a_chain_of_controllers() -> None:
     async with rt:
         assert await rt.settle()
         assert len(s.list(NS, "Thirds.test.dev")) == 5
+
+
+async def test_reconcile_owned_recreates_a_released_resource() -> None:
+    """A desired resource still tearing down is destroyed and written anew once
+    nothing holds it, not left in teardown forever."""
+    s = State()
+    c = Copier()
+    ctx = Context(s, c, Backoff())
+    ctx.reconcile_owned(NS, DST, {"a": Val(n=1)})
+    s.add_finalizer(NS, DST, "a", "applier")
+    ctx.reconcile_owned(NS, DST, {})
+    held = s.get(NS, DST, "a")
+    assert held is not None and held.md.phase == "tearingDown"
+    ctx.reconcile_owned(NS, DST, {"a": Val(n=2)})
+    held = s.get(NS, DST, "a")
+    assert held is not None and held.md.phase == "tearingDown" and held.spec == Val(n=1)
+    s.remove_finalizer(NS, DST, "a", "applier")
+    ctx.reconcile_owned(NS, DST, {"a": Val(n=2)})
+    fresh = s.get(NS, DST, "a")
+    assert fresh is not None and fresh.md.phase == "running" and fresh.spec == Val(n=2)
+    ctx.close()
