@@ -1,7 +1,23 @@
 """The machine configuration: YAML 1.2 loading, models and validation (config.md Part A).
 
-Entry points: :func:`load_config` (text) and :func:`load_config_file` (path), both
-returning a :class:`LoadedConfig` or raising :class:`ConfigError` with every problem.
+Entry points::
+
+    loaded = load_config(text)            # or load_config_file(path); strict=True: warnings are errors
+    loaded.config                         # Config (the v1alpha1 document) or None
+    loaded.config.network                 # NetworkConfig (= machine.network, defaults when absent)
+    loaded.config.network.interfaces[i]   # Device: .interface, .device_selector, .addresses, .prefixes(),
+                                          #   .routes[Route], .bond (Bond), .bridge (Bridge), .vlans[Vlan],
+                                          #   .dhcp, .dhcp_options (DHCPOptions), .wireguard, .vip, .ignore ...
+    loaded.config.machine.type / .time.servers / .features.stable_hostname
+    loaded.config.network.kubespan        # NetworkKubeSpan (mtu 0 -> 1420 applied)
+    loaded.config.cluster.discovery / .network / .id / .secret   (has_machine / has_cluster: given?)
+    loaded.default_action / loaded.ingress_default   # NetworkDefaultActionConfig / "accept" | "block"
+    loaded.rules                          # [NetworkRuleConfig]: .name, .port_selector.ports [PortRange],
+                                          #   .port_selector.protocol, .ingress [IngressRule(subnet, except_)]
+    loaded.warnings                       # [Problem] (str(p) -> "warning: <doc>: <path>: <message>")
+
+Every problem raises one :class:`ConfigError`; ``.problems`` lists them all
+(errors and warnings), ``.lines()`` renders ``<doc>: <yaml.path>: <message>``.
 """
 
 from .errors import ConfigError, Problem, format_path

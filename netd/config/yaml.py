@@ -18,6 +18,7 @@ Every failure is a :class:`~netd.config.errors.ConfigError`.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -305,6 +306,13 @@ def load_documents(text: str) -> list[YamlDocument]:
         raise ConfigError([Problem("yaml", "", "config contains a NUL character")])
     loader = YAML(typ="rt")
     loader.Resolver = _Yaml12Resolver
+    with warnings.catch_warnings():
+        # ruamel warns (on stderr) about redefined anchors, which YAML allows
+        warnings.simplefilter("ignore")
+        return _load(loader, text)
+
+
+def _load(loader: YAML, text: str) -> list[YamlDocument]:
     docs: list[YamlDocument] = []
     problems: list[Problem] = []
     index = 0

@@ -439,3 +439,9 @@ def test_rule_name_label_from_a_number() -> None:
     assert errors_of(
         "apiVersion: v1alpha1\nkind: NetworkRuleConfig\nname: 5\nportSelector: {protocol: tcp}\n"
     ) == ["NetworkRuleConfig/5: portSelector.ports: portSelector.ports is required"]
+
+
+def test_redefined_anchor_is_fine_and_quiet(recwarn: pytest.WarningsRecorder) -> None:
+    (doc,) = load_documents("a: &x 1\nb: &x 2\nc: *x\n")
+    assert doc.data == {"a": 1, "b": 2, "c": 2}
+    assert len(recwarn) == 0
