@@ -7,7 +7,7 @@ Entry points::
     loaded.config.network                 # NetworkConfig (= machine.network, defaults when absent)
     loaded.config.network.interfaces[i]   # Device: .interface, .device_selector, .addresses, .prefixes(),
                                           #   .routes[Route], .bond (Bond), .bridge (Bridge), .vlans[Vlan],
-                                          #   .dhcp, .dhcp_options (DHCPOptions), .wireguard, .vip, .ignore ...
+                                          #   .dhcp, .dhcp_options (DHCPOptions), .wireguard, .vip, .ignore
     loaded.config.machine.type / .time.servers / .features.stable_hostname
     loaded.config.network.kubespan        # NetworkKubeSpan (mtu 0 -> 1420 applied)
     loaded.config.cluster.discovery / .network / .id / .secret   (has_machine / has_cluster: given?)
