@@ -1,1 +1,1 @@
-"""machined package."""
+"""machined: runs one node — loads its config, starts the controllers, serves the API."""

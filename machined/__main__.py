@@ -1,0 +1,5 @@
+import sys
+
+from machined.cli import main
+
+sys.exit(main())

@@ -1,0 +1,17 @@
+"""Which controllers machined runs, in the two start phases of node.py."""
+
+from __future__ import annotations
+
+from cosi import Controller
+from netd.controllers.catalog import config_controllers
+from netd.kernel.applied import Applied
+
+
+def source_controllers(cmdline: str, platform_config: str | None, state_dir: str) -> list[Controller]:
+    """Phase 1: observe the kernel, compute and merge the desired state."""
+    return [*config_controllers(cmdline, platform_config, state_dir, write_cache=True)]
+
+
+def kernel_controllers(applied: Applied, etc_dir: str) -> list[Controller]:
+    """Phase 2: apply the desired state to the kernel and the etc files."""
+    return []
