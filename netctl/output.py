@@ -35,6 +35,7 @@ def _yaml() -> YAML:
     y.default_flow_style = False
     y.indent(mapping=4, sequence=6, offset=4)
     y.width = 4096
+    y.representer.sort_base_mapping_type_on_output = False  # keep the documented key order
     y.representer.add_representer(_Timestamp, _represent_timestamp)
     return y
 
