@@ -1,0 +1,75 @@
+"""Atomic file writes for the files machined manages in its ``--etc-dir``.
+
+decisions.md: ``resolv.conf`` and ``hosts`` are written into the etc dir, not
+bind-mounted over ``/etc`` as Talos does. A reader (a resolver library opening
+``resolv.conf`` at any moment) must see either the old or the new content, never
+a half-written file, so the content goes to a temporary file in the same
+directory, is fsynced, and is renamed over the target (rename is atomic within a
+file system); the directory is fsynced too so the rename survives a crash.
+
+A file whose content and mode are already right is not written at all: steady
+state and restarts leave the inode and mtime alone (file watchers, e.g. a DNS
+cache reloading on change, are not woken for nothing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tempfile
+
+DIR_MODE = 0o755
+
+
+def _current(path: str) -> tuple[bytes, int] | None:
+    """Content and permission bits of a regular file at ``path``; None if it is absent or
+    not a regular file (a symlink or a directory is replaced, never followed)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    with open(path, "rb") as f:
+        return f.read(), stat.S_IMODE(st.st_mode)
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_if_changed(path: str, contents: bytes, mode: int = 0o644) -> bool:
+    """Make ``path`` a regular file holding ``contents`` with permission bits ``mode``.
+
+    Returns True when the file was (re)written, False when it already matched
+    (a mode-only difference is fixed with chmod, without rewriting: returns False).
+    Parent directories are created (0755). Raises OSError on failure; the target
+    is then unchanged and no temporary file is left behind.
+    """
+    mode = stat.S_IMODE(mode)
+    cur = _current(path)
+    if cur is not None and cur[0] == contents:
+        if cur[1] != mode:
+            os.chmod(path, mode)
+        return False
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)  # mkstemp creates 0600
+            f.write(contents)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(directory)
+    return True
