@@ -113,6 +113,9 @@ class NetworkEtcFileController(Controller):
             Input(NETWORK, HOSTNAME_STATUS_TYPE, id=HOSTNAME_ID),
             Input(NETWORK, RESOLVER_STATUS_TYPE, id=RESOLVERS_ID),
             Input(NETWORK, NODE_ADDRESS_TYPE, id=NODE_ADDRESS_DEFAULT_ID),
+            # A spec no longer wanted waits in teardown for files.EtcFileController to
+            # release it; this input wakes us to destroy it then.
+            Input(FILES, ETC_FILE_SPEC_TYPE, InputKind.DESTROY_READY),
         ]
 
     def outputs(self) -> Sequence[Output]:
