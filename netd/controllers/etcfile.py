@@ -171,6 +171,7 @@ class FilesEtcFileController(Controller):
     def __init__(self, etc_dir: str) -> None:
         self.etc_dir = etc_dir
         self.retry: KernelRetry | None = None
+        self._refused: set[str] = set()
 
     def inputs(self) -> Sequence[Input]:
         return [Input(FILES, ETC_FILE_SPEC_TYPE, InputKind.STRONG)]
@@ -194,7 +195,9 @@ class FilesEtcFileController(Controller):
             spec = r.spec
             assert isinstance(spec, EtcFileSpec)
             if not safe_file_name(id_):
-                retry.failed(id_, f"not a file name, not written into {self.etc_dir}")
+                if id_ not in self._refused:  # no retry: it cannot get better
+                    self._refused.add(id_)
+                    ctx.log.error("%r is not a file name: not written into %s", id_, self.etc_dir)
                 continue
             path = os.path.join(self.etc_dir, id_)
             try:

@@ -394,3 +394,20 @@ async def test_write_error_is_retried_and_other_files_still_written(tmp_path: Pa
         await until(lambda: state.get(FILES, ETC_FILE_STATUS_TYPE, "hosts") is not None)
         assert not files.retry.pending
     assert runtime.restarts == {}
+
+
+async def test_spec_id_that_is_not_a_file_name_is_refused(tmp_path: Path) -> None:
+    etc = tmp_path / "etc"
+    state = State()
+    register_all(state)
+    runtime = Runtime(state, backoff=fast_backoff)
+    files = FilesEtcFileController(str(etc))
+    runtime.register(files)
+    async with runtime:
+        state.put(FILES, ETC_FILE_SPEC_TYPE, "../escape", EtcFileSpec(contents=b"x\n"), "someone")
+        state.put(FILES, ETC_FILE_SPEC_TYPE, "hosts", EtcFileSpec(contents=b"h\n"), "someone")
+        assert await runtime.settle()
+        assert (etc / "hosts").read_bytes() == b"h\n"
+        assert not (tmp_path / "escape").exists()
+        assert state.get(FILES, ETC_FILE_STATUS_TYPE, "../escape") is None
+        assert files.retry is not None and not files.retry.pending
