@@ -392,7 +392,7 @@ async def test_write_error_is_retried_and_other_files_still_written(tmp_path: Pa
         (etc / "hosts").rmdir()
         await until(lambda: (etc / "hosts").is_file())
         await until(lambda: state.get(FILES, ETC_FILE_STATUS_TYPE, "hosts") is not None)
-        assert not files.retry.pending
+        assert files.retry is not None and not files.retry.pending
     assert runtime.restarts == {}
 
 
