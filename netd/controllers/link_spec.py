@@ -1,0 +1,438 @@
+"""LinkSpecController: applies LinkSpecs to the kernel's links (netd.md §5.1).
+
+Physical links (``logical: false``) are never created, deleted, nor brought
+down on teardown: only their up/down state, MTU and master follow the spec.
+Logical links are created, updated and deleted, in a safe order: parents and
+masters before their children and slaves on create, the reverse on delete.
+Everything kind-specific (what to create, what to compare, what to update) is
+asked of the kind's module in ``netd/kernel/links``.
+
+Ownership. A logical link is deleted (teardown, kind mismatch, restart
+clean-up) only if netd created it: every creation is recorded in
+``applied.json`` (kind ``link``, key = name, data = ``{"kind": ...}``)
+*before* the RTM_NEWLINK, so a crash between the two still leaves a record,
+and forgotten when the link is deleted. A logical link that already existed
+when its spec appeared is *adopted*: configured like ours (STP, MTU, up,
+master) but not recorded, so its owner (a person, other software) keeps it:
+tearing the spec down leaves it in place, and a kind mismatch is reported,
+never "fixed" by deleting it. Links no spec names are never touched.
+
+Restart. On its first reconcile after start the controller deletes the
+recorded logical links that no current (running, logical) spec wants,
+children before parents, and drops their records; a record whose kernel link
+is gone, or has become another kind, is only dropped.
+
+Kernel errors (EEXIST, ENODEV, a missing master) are per spec: logged once and
+retried with back-off (KernelRetry); link events also retry, so a spec whose
+master appears later converges at once.
+
+Unlike the reference, a pass converges in one go where it can: an enslaved
+link is brought down, enslaved, and up again in the same pass; bridge STP is
+set on the running bridge (the kernel allows it), without detaching ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from pyroute2 import AsyncIPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl import RTMGRP_LINK
+
+from cosi import Context, Controller, Input, InputKind, Phase
+from netd.controllers.retry import KernelRetry
+from netd.kernel.applied import Applied
+from netd.kernel.links import KernelLink, NotReady, kind_for
+from netd.kernel.links.ops import LinkOps
+from netd.resources.enums import LinkType
+from netd.resources.link import LINK_SPEC_TYPE, LinkSpec
+from netd.resources.namespaces import NETWORK
+
+NAME = "network.LinkSpecController"
+APPLIED_KIND = "link"
+
+log = logging.getLogger(NAME)
+
+
+# ---- actions (what a plan asks of the kernel) ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Create:
+    name: str
+
+
+@dataclass(frozen=True)
+class Delete:
+    name: str
+
+
+@dataclass(frozen=True)
+class Update:
+    """Kind attributes (IFLA_INFO_DATA) to the spec's."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class SetUp:
+    name: str
+    up: bool
+
+
+@dataclass(frozen=True)
+class SetMtu:
+    name: str
+    mtu: int
+
+
+@dataclass(frozen=True)
+class SetMaster:
+    name: str
+    master: int  # ifindex, 0 = detach
+
+
+Action = Create | Delete | Update | SetUp | SetMtu | SetMaster
+
+
+# ---- ordering --------------------------------------------------------------------------
+
+
+def dependencies(spec: LinkSpec) -> set[str]:
+    """Links that must exist before this one: VLAN parent, bond master, bridge."""
+    return {n for n in (spec.parent_name, spec.master_name, spec.bridge_slave.master_name) if n} - {spec.name}
+
+
+def spec_key(spec: LinkSpec) -> tuple[str, int, str]:
+    """The reference's order (netd.md §5.1 step 2): bond slaves right after their bond,
+    in slaveIndex order; everything else by name."""
+    if spec.master_name:
+        return (spec.master_name, spec.slave_index, spec.name)
+    return (spec.name, 0, "")
+
+
+def topological(
+    names: Iterable[str], deps: Mapping[str, set[str]], key: Callable[[str], tuple[object, ...]]
+) -> list[str]:
+    """``names`` with every name after its dependencies (those among ``names``);
+    ties broken by ``key``. A dependency cycle cannot be honoured: its members
+    follow in ``key`` order, after everything else."""
+    todo = set(names)
+    pending = {n: {d for d in deps.get(n, set()) if d in todo and d != n} for n in todo}
+    users: dict[str, set[str]] = {n: set() for n in todo}
+    for n, ds in pending.items():
+        for d in ds:
+            users[d].add(n)
+    heap = [(key(n), n) for n, ds in pending.items() if not ds]
+    heapq.heapify(heap)
+    out: list[str] = []
+    while heap:
+        _, n = heapq.heappop(heap)
+        out.append(n)
+        for u in users[n]:
+            pending[u].discard(n)
+            if not pending[u]:
+                heapq.heappush(heap, (key(u), u))
+    done = set(out)
+    out.extend(sorted((n for n in todo if n not in done), key=key))
+    return out
+
+
+def order_specs(specs: Sequence[LinkSpec]) -> list[LinkSpec]:
+    """Create/update order: parents and masters first, then by the reference's key."""
+    by_name = {s.name: s for s in specs}
+    deps = {s.name: dependencies(s) for s in specs}
+    return [by_name[n] for n in topological(by_name, deps, lambda n: spec_key(by_name[n]))]
+
+
+def kernel_dependencies(links: Mapping[str, KernelLink]) -> dict[str, set[str]]:
+    """What each kernel link hangs on: its IFLA_LINK parent and its master."""
+    by_index = {link.index: name for name, link in links.items()}
+    return {
+        name: {by_index[i] for i in (link.link_index, link.master_index) if i in by_index and i != link.index}
+        for name, link in links.items()
+    }
+
+
+def deletion_order(
+    names: Iterable[str], links: Mapping[str, KernelLink], specs: Mapping[str, LinkSpec] | None = None
+) -> list[str]:
+    """Children and slaves before their parents and masters (kernel relations, and the
+    specs' when given), ties by name."""
+    deps = kernel_dependencies(links)
+    for name, spec in (specs or {}).items():
+        deps.setdefault(name, set()).update(dependencies(spec))
+    order = topological(names, deps, lambda n: (n,))
+    return order[::-1]
+
+
+# ---- the diff (pure) ---------------------------------------------------------------------
+
+
+def desired_master(spec: LinkSpec, links: Mapping[str, KernelLink]) -> tuple[int, str | None]:
+    """(master ifindex, problem): the bridge wins over the bond when both are named and
+    exist (netd.md §5.1 step 8). A named master that does not exist is a problem
+    (retried) and the current master stays."""
+    wanted = [n for n in (spec.bridge_slave.master_name, spec.master_name) if n]
+    for name in wanted:
+        if name in links:
+            return links[name].index, None
+    if wanted:
+        return -1, f"master {wanted[0]} does not exist yet"
+    return 0, None
+
+
+def plan_link(
+    spec: LinkSpec, links: Mapping[str, KernelLink], owned: bool
+) -> tuple[list[Action], str | None]:
+    """The kernel changes that bring one running spec's link to the spec, and a problem to
+    retry (or None). After a Create or Delete the caller re-reads the links and plans again."""
+    link = links.get(spec.name)
+    if spec.logical:
+        handler = kind_for(spec.kind)
+        if link is None:
+            return [Create(spec.name)], None
+        if not handler.matches(spec, link) or handler.must_recreate(spec, link):
+            if not owned:
+                have = link.kind or "without link info"
+                return [], (
+                    f"link {spec.name} exists ({have}, type {link.type}) but differs from the spec "
+                    f"(kind {spec.kind}); not created by netd, so it is left alone"
+                )
+            return [Delete(spec.name), Create(spec.name)], None
+    elif link is None:
+        return [], None  # a physical link appears by itself (link events retry)
+    actions: list[Action] = []
+    up = link.up
+    if spec.logical and not handler.in_sync(spec, link):
+        if handler.update_disrupts:
+            if up:
+                actions.append(SetUp(spec.name, False))
+                up = False
+            actions.extend(
+                SetMaster(n, 0) for n, lk in sorted(links.items()) if lk.master_index == link.index
+            )
+        actions.append(Update(spec.name))
+    master, problem = desired_master(spec, links)
+    if master >= 0 and master != link.master_index:
+        if up:
+            actions.append(SetUp(spec.name, False))
+            up = False
+        actions.append(SetMaster(spec.name, master))
+    if spec.up != up:
+        actions.append(SetUp(spec.name, spec.up))
+    if spec.mtu and spec.mtu != link.mtu:
+        actions.append(SetMtu(spec.name, spec.mtu))
+    return actions, problem
+
+
+def plan_teardown(spec: LinkSpec, links: Mapping[str, KernelLink], owned: bool) -> list[Action]:
+    """A torn-down spec: delete the link only if it is logical, ours and still its kind."""
+    link = links.get(spec.name)
+    if not spec.logical or not owned or link is None:
+        return []
+    if not kind_for(spec.kind).matches(spec.model_copy(update={"type": LinkType.NETROM}), link):
+        return []  # replaced by something else since: not ours any more
+    return [Delete(spec.name)]
+
+
+def stale_records(records: Mapping[str, Mapping[str, object]], wanted: set[str]) -> list[str]:
+    """Recorded links that no running logical spec wants (restart clean-up)."""
+    return sorted(name for name in records if name not in wanted)
+
+
+def recorded_matches(record: Mapping[str, object], link: KernelLink) -> bool:
+    """The kernel link is still of the recorded kind (else someone replaced it: not ours)."""
+    kind = str(record.get("kind", ""))
+    return kind_for(kind).matches(LinkSpec(name=link.name, kind=kind, logical=True), link)
+
+
+# ---- the controller --------------------------------------------------------------------------
+
+
+class LinkSpecController(Controller):
+    name = NAME
+
+    def __init__(self, applied: Applied) -> None:
+        self.applied = applied
+        self.retry = KernelRetry(log)
+        self._ops: LinkOps | None = None
+        self._stale: set[str] | None = None  # recorded links to remove after start; None = not computed
+
+    def inputs(self) -> Sequence[Input]:
+        return (Input(NETWORK, LINK_SPEC_TYPE, InputKind.STRONG),)
+
+    async def run(self, ctx: Context) -> None:
+        """Own two sockets: one for requests (used by reconcile, in this task) and one
+        subscribed to RTMGRP_LINK, read by a helper task, that triggers reconciles."""
+        async with AsyncIPRoute() as ipr:
+            self._ops = LinkOps(ipr)
+            watcher = asyncio.create_task(self._watch(ctx), name=f"{NAME}.watch")
+            try:
+                await super().run(ctx)
+            finally:
+                watcher.cancel()
+                self._ops = None
+
+    async def _watch(self, ctx: Context) -> None:
+        while True:
+            mon = AsyncIPRoute()
+            try:
+                await mon.bind(groups=RTMGRP_LINK)
+                ctx.trigger()  # anything missed while (re)binding
+                async for _ in mon.get():
+                    ctx.trigger()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # ENOBUFS and friends: re-bind, reconcile from a full dump
+                ctx.log.warning("link event socket: %s; re-subscribing", e)
+                ctx.trigger()
+                await asyncio.sleep(0.1)
+            finally:
+                mon.close()
+
+    def _owned(self, name: str) -> bool:
+        return (APPLIED_KIND, name) in self.applied
+
+    async def reconcile(self, ctx: Context) -> None:
+        ops = self._ops
+        if ops is None:
+            raise RuntimeError("LinkSpecController.reconcile outside run()")
+        resources = ctx.list(NETWORK, LINK_SPEC_TYPE)
+        running: list[LinkSpec] = []
+        tearing: dict[str, LinkSpec] = {}
+        for r in resources:
+            spec = r.spec
+            assert isinstance(spec, LinkSpec)
+            if r.md.phase is Phase.RUNNING:
+                if NAME not in r.md.finalizers:
+                    ctx.add_finalizer(NETWORK, LINK_SPEC_TYPE, r.md.id, NAME)
+                running.append(spec)
+            elif NAME in r.md.finalizers:
+                tearing[r.md.id] = spec
+        links = await ops.dump()
+
+        # 1. torn-down specs, children before parents
+        for name in deletion_order(tearing, links, tearing):
+            spec = tearing[name]
+            key = f"link {name} (teardown)"
+            try:
+                if await self._execute(
+                    ops, plan_teardown(spec, links, self._owned(name)), {name: spec}, links
+                ):
+                    links = await ops.dump()
+            except (NetlinkError, OSError, NotReady) as e:
+                self.retry.failed(key, e)
+                continue
+            self.retry.succeeded(key)
+            self.applied.remove(APPLIED_KIND, name)  # deleted, gone, or replaced: not ours any more
+            ctx.remove_finalizer(NETWORK, LINK_SPEC_TYPE, name, NAME)
+
+        # 2. after a start: recorded links no current spec wants
+        wanted = {s.name for s in running if s.logical}
+        if self._stale is None:
+            self._stale = set(stale_records(self.applied.items(APPLIED_KIND), wanted))
+        self._stale -= wanted
+        if self._stale:
+            links = await self._remove_stale(ops, links)
+
+        # 3. running specs, parents and masters first
+        for spec in order_specs(running):
+            key = f"link {spec.name}"
+            try:
+                links, problem = await self._sync(ops, spec, links)
+            except (NetlinkError, OSError, NotReady) as e:
+                self.retry.failed(key, e)
+                continue
+            if problem is not None:
+                self.retry.failed(key, problem)
+            else:
+                self.retry.succeeded(key)
+        keys = {f"link {s.name}" for s in running} | {f"link {n} (teardown)" for n in tearing}
+        keys |= {f"link {n} (stale)" for n in self._stale}
+        self.retry.forget_except(keys)
+        self.retry.schedule(ctx)
+
+    async def _remove_stale(self, ops: LinkOps, links: dict[str, KernelLink]) -> dict[str, KernelLink]:
+        assert self._stale is not None
+        records = self.applied.items(APPLIED_KIND)
+        for name in deletion_order(self._stale, links):
+            key = f"link {name} (stale)"
+            link = links.get(name)
+            try:
+                if link is not None and recorded_matches(records.get(name, {}), link):
+                    kind = str(records.get(name, {}).get("kind", ""))
+                    log.info("removing link %s (%s): created by netd, no longer configured", name, kind)
+                    await kind_for(kind).delete(ops, link)
+                    links = await ops.dump()
+            except (NetlinkError, OSError) as e:
+                self.retry.failed(key, e)
+                continue
+            self.retry.succeeded(key)
+            self.applied.remove(APPLIED_KIND, name)
+            self._stale.discard(name)
+        return links
+
+    async def _sync(
+        self, ops: LinkOps, spec: LinkSpec, links: dict[str, KernelLink]
+    ) -> tuple[dict[str, KernelLink], str | None]:
+        """Plan and apply until the plan is empty (a create or delete needs a fresh dump
+        to plan the rest); returns the current links and the remaining problem."""
+        problem: str | None = None
+        for _ in range(4):
+            actions, problem = plan_link(spec, links, self._owned(spec.name))
+            if not actions:
+                return links, problem
+            await self._execute(ops, actions, {spec.name: spec}, links)
+            links = await ops.dump()
+        return links, problem or f"link {spec.name} does not converge"
+
+    async def _execute(
+        self,
+        ops: LinkOps,
+        actions: Sequence[Action],
+        specs: Mapping[str, LinkSpec],
+        links: Mapping[str, KernelLink],
+    ) -> bool:
+        """Apply the actions in order; True if any was applied. Creations are recorded
+        first, deletions forgotten after."""
+        for a in actions:
+            link = links.get(a.name)
+            if isinstance(a, Create):
+                spec = specs[a.name]
+                recorded_before = self._owned(a.name)
+                self.applied.add(APPLIED_KIND, a.name, {"kind": spec.kind})
+                try:
+                    await kind_for(spec.kind).create(ops, spec, links)
+                except BaseException:
+                    if not recorded_before:
+                        self.applied.remove(APPLIED_KIND, a.name)
+                    raise
+                log.info("created link %s (%s)", a.name, spec.kind)
+                return True  # the rest needs a fresh dump
+            if link is None:
+                raise NotReady(f"link {a.name} disappeared")
+            if isinstance(a, Delete):
+                spec = specs[a.name]
+                await kind_for(spec.kind).delete(ops, link)
+                log.info("deleted link %s (%s)", a.name, link.kind)
+                self.applied.remove(APPLIED_KIND, a.name)
+                links = {n: lk for n, lk in links.items() if n != a.name}
+            elif isinstance(a, Update):
+                spec = specs[a.name]
+                await kind_for(spec.kind).update(ops, spec, link, links)
+                log.info("updated link %s (%s attributes)", a.name, spec.kind)
+            elif isinstance(a, SetUp):
+                log.info("link %s: %s", a.name, "up" if a.up else "down")
+                await ops.set_up(link.index, a.up)
+            elif isinstance(a, SetMtu):
+                log.info("link %s: mtu %d", a.name, a.mtu)
+                await ops.set_mtu(link.index, a.mtu)
+            elif isinstance(a, SetMaster):
+                log.info("link %s: master index %d", a.name, a.master)
+                await ops.set_master(link.index, a.master)
+        return bool(actions)
