@@ -14,4 +14,14 @@ def source_controllers(cmdline: str, platform_config: str | None, state_dir: str
 
 def kernel_controllers(applied: Applied, etc_dir: str) -> list[Controller]:
     """Phase 2: apply the desired state to the kernel and the etc files."""
-    return []
+    from netd.controllers.etcfile import FilesEtcFileController, NetworkEtcFileController
+    from netd.controllers.hostname_spec import HostnameSpecController
+    from netd.controllers.resolver_spec import ResolverSpecController, TimeServerSpecController
+
+    return [
+        HostnameSpecController(),
+        ResolverSpecController(),
+        TimeServerSpecController(),
+        NetworkEtcFileController(),
+        FilesEtcFileController(etc_dir),
+    ]
