@@ -408,7 +408,7 @@ class LinkSpecController(Controller):
                 self.applied.add(APPLIED_KIND, a.name, {"kind": spec.kind})
                 try:
                     await kind_for(spec.kind).create(ops, spec, links)
-                except BaseException:
+                except NetlinkError:  # refused (EEXIST from a racing foreign link…): not ours
                     if not recorded_before:
                         self.applied.remove(APPLIED_KIND, a.name)
                     raise
