@@ -7,41 +7,36 @@ partial result that the operator configuration still honours (§B.8).
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from typing import Any
 
-from netd.netip import Addr, Prefix, format_addr, parse_addr
-
-# Bond option names (config.md §A.8), index = kernel value; "" means the zero value.
-BOND_MODES = (
-    "balance-rr",
-    "active-backup",
-    "balance-xor",
-    "broadcast",
-    "802.3ad",
-    "balance-tlb",
-    "balance-alb",
+from netd.config.models import (
+    BOND_AD_SELECT,
+    BOND_ARP_ALL_TARGETS,
+    BOND_ARP_VALIDATE,
+    BOND_FAIL_OVER_MAC,
+    BOND_LACP_RATES,
+    BOND_MODES,
+    BOND_PRIMARY_RESELECT,
+    BOND_XMIT_HASH_POLICIES,
 )
-XMIT_HASH_POLICIES = ("layer2", "layer3+4", "layer2+3", "encap2+3", "encap3+4")
-LACP_RATES = ("slow", "fast")
-ARP_VALIDATE = ("none", "active", "backup", "all")
-ARP_ALL_TARGETS = ("any", "all")
-PRIMARY_RESELECT = ("always", "better", "failure")
-FAIL_OVER_MAC = ("none", "active", "follow")
-AD_SELECT = ("stable", "bandwidth", "count")
+from netd.netip import Addr, Prefix, format_addr, parse_addr
+from netd.resources.enums import FailOverMAC
+from netd.resources.ids import vlan_link_name
+from netd.resources.link import BondMasterSpec
 
-# (option key on the cmdline, bond field, allowed names, error wording) for name-valued options.
+# Name-valued bond options (config.md §B.5): cmdline key → (BondMasterSpec field, names, error wording).
 _NAME_OPTIONS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "mode": ("mode", BOND_MODES, "invalid bond type"),
-    "xmit_hash_policy": ("xmit_hash_policy", XMIT_HASH_POLICIES, "invalid xmit hash policy"),
-    "lacp_rate": ("lacp_rate", LACP_RATES, "invalid lacp rate"),
-    "arp_validate": ("arp_validate", ARP_VALIDATE, "invalid arp_validate mode"),
-    "arp_all_targets": ("arp_all_targets", ARP_ALL_TARGETS, "invalid arp_all_targets mode"),
-    "primary_reselect": ("primary_reselect", PRIMARY_RESELECT, "invalid primary_reselect mode"),
-    "fail_over_mac": ("fail_over_mac", FAIL_OVER_MAC, "invalid fail_over_mac value"),
-    "ad_select": ("ad_select", AD_SELECT, "invalid ad_select mode"),
+    "xmit_hash_policy": ("xmit_hash_policy", BOND_XMIT_HASH_POLICIES, "invalid xmit hash policy"),
+    "lacp_rate": ("lacp_rate", BOND_LACP_RATES, "invalid lacp rate"),
+    "arp_validate": ("arp_validate", BOND_ARP_VALIDATE, "invalid arp_validate mode"),
+    "arp_all_targets": ("arp_all_targets", BOND_ARP_ALL_TARGETS, "invalid arp_all_targets mode"),
+    "primary_reselect": ("primary_reselect", BOND_PRIMARY_RESELECT, "invalid primary_reselect mode"),
+    "fail_over_mac": ("fail_over_mac", BOND_FAIL_OVER_MAC, "invalid fail_over_mac value"),
+    "ad_select": ("ad_select", BOND_AD_SELECT, "invalid ad_select mode"),
 }
 _INT_OPTIONS = {
     "miimon": "miimon",
@@ -74,49 +69,6 @@ class HostLink:
 
 
 @dataclass
-class BondMaster:
-    """Bond settings with the build-time defaults and forcing of config.md §A.8 applied
-    by ``finalize``. Name-valued fields hold the option name."""
-
-    mode: str = "balance-rr"
-    xmit_hash_policy: str = "layer2"
-    lacp_rate: str = "slow"
-    arp_validate: str = "none"
-    arp_all_targets: str = "any"
-    primary: int = 0
-    primary_reselect: str = "always"
-    fail_over_mac: str = "none"
-    ad_select: str = "stable"
-    miimon: int = 0
-    updelay: int = 0
-    downdelay: int = 0
-    arp_interval: int = 0
-    resend_igmp: int = 0
-    min_links: int = 0
-    lp_interval: int = 0
-    packets_per_slave: int = 0
-    num_peer_notif: int = 0
-    tlb_logical_lb: int = 0
-    all_slaves_active: int = 0
-    use_carrier: bool = True
-    ad_actor_sys_prio: int = 0
-    ad_user_port_key: int = 0
-    peer_notify_delay: int = 0
-
-    def finalize(self) -> BondMaster:
-        """The "0 → 1" and "forced" adjustments applied when a bond link spec is built."""
-        return replace(
-            self,
-            resend_igmp=self.resend_igmp or 1,
-            lp_interval=self.lp_interval or 1,
-            packets_per_slave=self.packets_per_slave or 1,
-            num_peer_notif=self.num_peer_notif or 1,
-            tlb_logical_lb=self.tlb_logical_lb if self.mode in ("balance-tlb", "balance-alb") else 1,
-            ad_actor_sys_prio=65535 if self.mode == "802.3ad" else 0,
-        )
-
-
-@dataclass
 class CmdlineLink:
     name: str
     up: bool = True
@@ -127,7 +79,7 @@ class CmdlineLink:
     parent: str = ""
     vlan_id: int = 0
     vlan_protocol: str = ""
-    bond: BondMaster | None = None
+    bond: BondMasterSpec | None = None  # with the build-time defaults applied
     master: str = ""
     slave_index: int = 0
 
@@ -193,14 +145,6 @@ def tokenize(cmdline: str) -> dict[str, list[str]]:
         key, _, value = tok.partition("=")
         out.setdefault(key, []).append(value)
     return out
-
-
-def vlan_link_name(base: str, vlan_id: int) -> str:
-    """VLAN link naming (§A.10): long parent names are shortened with a hash so the
-    name fits the kernel's 15 characters."""
-    if len(base) + 5 <= 15:
-        return f"{base}.{vlan_id}"
-    return f"{base[:4]}{hashlib.sha256(base.encode()).hexdigest()[:6]}.{vlan_id}"
 
 
 def split_ip_fields(value: str) -> list[str]:
@@ -317,8 +261,8 @@ def _parse_bond(value: str, links: list[HostLink]) -> list[CmdlineLink]:
     members = [m for m in fields[1].split(",") if m] if len(fields) > 1 and fields[1] else []
     if not members:
         members = list(DEFAULT_BOND_MEMBERS)
-    bond = BondMaster()
-    use_carrier_explicit = False
+    # Name values go to the spec as names (its enums parse them); "" means the zero value.
+    bond: dict[str, Any] = {}
     if len(fields) > 2 and fields[2]:
         for item in fields[2].split(","):
             key, eq, rest = item.partition("=")
@@ -336,29 +280,27 @@ def _parse_bond(value: str, links: list[HostLink]) -> list[CmdlineLink]:
                 attr, allowed, wording = _NAME_OPTIONS[key]
                 if val not in allowed and val != "":
                     raise CmdlineError(f"error setting bond master: {wording} {val}")
-                setattr(bond, attr, val or allowed[0])
+                bond[attr] = FailOverMAC.from_name(val) if attr == "fail_over_mac" else (val or allowed[0])
             elif key == "primary":
                 idx = next((link.index for link in links if link.name == val), None)
                 if idx is None:
                     raise CmdlineError(f"error setting bond master: link {val!r} not found")
-                bond.primary = idx
+                bond["primary"] = idx
             elif key == "arp_ip_target":
                 continue
             else:
                 if not _DECIMAL.fullmatch(val):
                     raise CmdlineError(f"error parsing bond option {key}: invalid syntax {val!r}")
                 number = int(val)
-                if key == "use_carrier":
-                    use_carrier_explicit = number == 1
-                else:
-                    setattr(bond, _INT_OPTIONS[key], number)
-    _ = use_carrier_explicit  # any value other than 1 leaves it unset, which also means true
+                if key != "use_carrier":  # any value leaves it true: only 1 sets it, to its default
+                    bond[_INT_OPTIONS[key]] = number
     mtu = 0
     if len(fields) > 3 and fields[3]:
         if not _DECIMAL.fullmatch(fields[3]):
             raise CmdlineError(f"error parsing bond MTU: invalid syntax {fields[3]!r}")
         mtu = int(fields[3])
-    master = CmdlineLink(name=name, logical=True, kind="bond", type="ether", mtu=mtu, bond=bond.finalize())
+    spec = BondMasterSpec(use_carrier=True, **bond).with_defaults()
+    master = CmdlineLink(name=name, logical=True, kind="bond", type="ether", mtu=mtu, bond=spec)
     slaves = [CmdlineLink(name=m, master=name, slave_index=i) for i, m in enumerate(members)]
     return [master, *slaves]
 

@@ -13,7 +13,6 @@ from collections.abc import Iterable, Sequence
 from pydantic import BaseModel
 
 from cosi import Context, Input
-from netd.config.cmdline import BondMaster as CmdlineBond
 from netd.config.cmdline import CmdlineNetworking
 from netd.config.models import Bond, Device
 from netd.config.validate import parse_go_duration
@@ -85,35 +84,6 @@ def bond_master(
     ).with_defaults()
 
 
-def cmdline_bond(b: CmdlineBond) -> BondMasterSpec:
-    return bond_master(
-        b.mode,
-        b.xmit_hash_policy,
-        b.lacp_rate,
-        b.arp_validate,
-        b.arp_all_targets,
-        b.primary,
-        b.primary_reselect,
-        b.fail_over_mac,
-        b.ad_select,
-        miimon=b.miimon,
-        updelay=b.updelay,
-        downdelay=b.downdelay,
-        arp_interval=b.arp_interval,
-        resend_igmp=b.resend_igmp,
-        min_links=b.min_links,
-        lp_interval=b.lp_interval,
-        packets_per_slave=b.packets_per_slave,
-        num_peer_notif=b.num_peer_notif,
-        tlb_logical_lb=b.tlb_logical_lb,
-        all_slaves_active=b.all_slaves_active,
-        use_carrier=b.use_carrier,
-        ad_actor_sys_prio=b.ad_actor_sys_prio,
-        ad_user_port_key=b.ad_user_port_key,
-        peer_notify_delay=b.peer_notify_delay,
-    )
-
-
 def config_bond(b: Bond, index_of: dict[str, int]) -> BondMasterSpec:
     """The bond of a device. ``primary`` is resolved to the ifindex it has now; if that
     link does not exist the bond is still created, with every setting at zero (§A.8)."""
@@ -173,7 +143,7 @@ def cmdline_links(net: CmdlineNetworking, ignored: set[str]) -> list[LinkSpec]:
         if c.vlan_id:
             upd["vlan"] = VLANSpec(vlan_id=c.vlan_id, vlan_protocol=VLANProtocol.from_name(c.vlan_protocol))
         if c.bond is not None:
-            upd["bond_master"] = cmdline_bond(c.bond)
+            upd["bond_master"] = c.bond
         out.append(spec.model_copy(update=upd))
     return out
 

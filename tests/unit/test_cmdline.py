@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 
 from netd.config.cmdline import CmdlineNetworking, HostLink, parse_cmdline
 from netd.netip import format_addr, format_prefix
+from netd.resources.enums import FailOverMAC
 
 VECTORS = json.loads((Path(__file__).resolve().parents[1] / "data/cmdline-vectors.json").read_text())
 
@@ -41,6 +43,15 @@ BOND_KEYS = {
 }
 
 
+def bond_value(v: Any) -> Any:
+    """Spec values in the vectors' terms: enum names, failOverMac by name."""
+    if isinstance(v, FailOverMAC):
+        return v.name.lower()
+    if isinstance(v, enum.Enum):
+        return str(v)
+    return v
+
+
 def host_links(vec: dict[str, Any]) -> list[HostLink]:
     ifaces = vec.get("interfaces", [{"name": "lo", "loopback": True}])
     return [
@@ -65,7 +76,7 @@ def as_expect(net: CmdlineNetworking) -> dict[str, Any]:
         if link.vlan_id:
             d["vlan"] = {"id": link.vlan_id, "protocol": link.vlan_protocol}
         if link.bond is not None:
-            d["bond"] = {k: getattr(link.bond, attr) for k, attr in BOND_KEYS.items()}
+            d["bond"] = {k: bond_value(getattr(link.bond, attr)) for k, attr in BOND_KEYS.items()}
         if link.master:
             d["bond_slave"] = {"master": link.master, "index": link.slave_index}
         links.append(d)
@@ -149,7 +160,7 @@ def test_arbitrary_text_never_raises(cmdline: str) -> None:
 
 
 def test_vlan_naming_rule() -> None:
-    from netd.config.cmdline import vlan_link_name
+    from netd.resources.ids import vlan_link_name
 
     assert vlan_link_name("eth0", 100) == "eth0.100"
     assert vlan_link_name("enp0s3", 4094) == "enp0s3.4094"
