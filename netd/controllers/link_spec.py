@@ -43,13 +43,13 @@ from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import RTMGRP_LINK
 
-from cosi import Context, Controller, Input, InputKind, Phase
+from cosi import Context, Controller, Input, InputKind, Output, OutputKind, Phase
 from netd.controllers.retry import KernelRetry
 from netd.kernel.applied import Applied
 from netd.kernel.links import KernelLink, NotReady, kind_for
 from netd.kernel.links.ops import LinkOps
 from netd.resources.enums import LinkType
-from netd.resources.link import LINK_SPEC_TYPE, LinkSpec
+from netd.resources.link import LINK_REFRESH_TYPE, LINK_SPEC_TYPE, LinkRefresh, LinkSpec
 from netd.resources.namespaces import NETWORK
 
 NAME = "network.LinkSpecController"
@@ -266,6 +266,9 @@ class LinkSpecController(Controller):
     def inputs(self) -> Sequence[Input]:
         return (Input(NETWORK, LINK_SPEC_TYPE, InputKind.STRONG),)
 
+    def outputs(self) -> Sequence[Output]:
+        return (Output(NETWORK, LINK_REFRESH_TYPE, OutputKind.SHARED),)
+
     async def run(self, ctx: Context) -> None:
         """Own two sockets: one for requests (used by reconcile, in this task) and one
         subscribed to RTMGRP_LINK, read by a helper task, that triggers reconciles."""
@@ -322,7 +325,7 @@ class LinkSpecController(Controller):
             key = f"link {name} (teardown)"
             try:
                 if await self._execute(
-                    ops, plan_teardown(spec, links, self._owned(name)), {name: spec}, links
+                    ctx, ops, plan_teardown(spec, links, self._owned(name)), {name: spec}, links
                 ):
                     links = await ops.dump()
             except (NetlinkError, OSError, NotReady) as e:
@@ -344,7 +347,7 @@ class LinkSpecController(Controller):
         for spec in order_specs(running):
             key = f"link {spec.name}"
             try:
-                links, problem = await self._sync(ops, spec, links)
+                links, problem = await self._sync(ctx, ops, spec, links)
             except (NetlinkError, OSError, NotReady) as e:
                 self.retry.failed(key, e)
                 continue
@@ -378,7 +381,7 @@ class LinkSpecController(Controller):
         return links
 
     async def _sync(
-        self, ops: LinkOps, spec: LinkSpec, links: dict[str, KernelLink]
+        self, ctx: Context, ops: LinkOps, spec: LinkSpec, links: dict[str, KernelLink]
     ) -> tuple[dict[str, KernelLink], str | None]:
         """Plan and apply until the plan is empty (a create or delete needs a fresh dump
         to plan the rest); returns the current links and the remaining problem."""
@@ -387,12 +390,13 @@ class LinkSpecController(Controller):
             actions, problem = plan_link(spec, links, self._owned(spec.name))
             if not actions:
                 return links, problem
-            await self._execute(ops, actions, {spec.name: spec}, links)
+            await self._execute(ctx, ops, actions, {spec.name: spec}, links)
             links = await ops.dump()
         return links, problem or f"link {spec.name} does not converge"
 
     async def _execute(
         self,
+        ctx: Context,
         ops: LinkOps,
         actions: Sequence[Action],
         specs: Mapping[str, LinkSpec],
@@ -424,8 +428,13 @@ class LinkSpecController(Controller):
                 links = {n: lk for n, lk in links.items() if n != a.name}
             elif isinstance(a, Update):
                 spec = specs[a.name]
-                await kind_for(spec.kind).update(ops, spec, link, links)
+                handler = kind_for(spec.kind)
+                await handler.update(ops, spec, link, links)
                 log.info("updated link %s (%s attributes)", a.name, spec.kind)
+                if handler.refresh:
+                    cur = ctx.get(NETWORK, LINK_REFRESH_TYPE, handler.refresh)
+                    old = cur.spec if cur is not None and isinstance(cur.spec, LinkRefresh) else LinkRefresh()
+                    ctx.put(NETWORK, LINK_REFRESH_TYPE, handler.refresh, old.bumped())
             elif isinstance(a, SetUp):
                 log.info("link %s: %s", a.name, "up" if a.up else "down")
                 await ops.set_up(link.index, a.up)

@@ -36,9 +36,9 @@ from netd.controllers.link_spec import (
 from netd.kernel.applied import Applied
 from netd.kernel.links import KINDS, BridgeKind, GenericKind, KernelLink, LinkKind, kernel_link, kind_for
 from netd.kernel.links.ops import LinkOps
-from netd.resources import LINK_SPEC_TYPE, NETWORK, LinkSpec, register_all
+from netd.resources import LINK_REFRESH_TYPE, LINK_SPEC_TYPE, NETWORK, LinkSpec, register_all
 from netd.resources.enums import LinkFlags, LinkType
-from netd.resources.link import BridgeMasterSpec, BridgeSlave, STPSpec
+from netd.resources.link import BridgeMasterSpec, BridgeSlave, LinkRefresh, STPSpec
 
 UP = int(LinkFlags.UP)
 MERGE = "network.LinkMergeController"
@@ -474,3 +474,22 @@ def test_flow_failed_create_is_not_recorded(applied: Applied) -> None:
     h.reconcile()
     assert applied.items("link") == {}
     assert set(h.ctl.retry._failing) == {"link br0"}
+
+
+class _Refreshing(BridgeKind):
+    kind = "fakewg"
+    refresh = "wireguard"
+
+
+def test_flow_update_bumps_the_kind_refresh(applied: Applied, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(KINDS, "fakewg", _Refreshing())
+    ops = FakeOps(klink("wg0", 2, "fakewg", info_data={"IFLA_BR_STP_STATE": 0}, flags=UP))
+    h = Harness(ops, applied)
+    spec = bridge("wg0", stp=True).model_copy(update={"kind": "fakewg"})
+    h.put(spec)
+    assert h.reconcile() == [("data", "wg0", {"br_stp_state": 1})]
+    r = h.state.get(NETWORK, LINK_REFRESH_TYPE, "wireguard")
+    assert r is not None and r.spec == LinkRefresh(generation=1)
+    assert h.reconcile() == []  # in sync: no bump either
+    r = h.state.get(NETWORK, LINK_REFRESH_TYPE, "wireguard")
+    assert r is not None and r.spec == LinkRefresh(generation=1)

@@ -107,6 +107,9 @@ class LinkKind:
       with slaves (bond): the controller brings the link down and detaches its
       slaves first (netd.md §5.1 step 3); they are re-attached by their own
       specs in the same pass (masters are ordered before slaves).
+    * ``refresh``: a LinkRefresh ID (``wireguard``) the controller bumps after
+      each ``update`` of this kind, so LinkStatus re-reads what netlink does
+      not announce (netd.md §5.1 step 5).
     * ``create``/``update``/``delete``: async hooks doing the I/O; override
       when rtnetlink is not enough (wireguard's genetlink configuration, a
       userspace wireguard-go process to start/stop).
@@ -114,6 +117,7 @@ class LinkKind:
 
     kind: str = ""
     update_disrupts: bool = False
+    refresh: str = ""
 
     # ---- pure ------------------------------------------------------------------------
 
