@@ -289,7 +289,7 @@ class AddressSpecController(Controller):
                     replace=action is Action.REFRESH,
                 )
             except KernelError as e:
-                if e.code != errno.EEXIST:  # is ignored (netd.md §5.2)
+                if e.code != errno.EEXIST:  # ignored (netd.md §5.2)
                     raise
         except KernelError as e:
             retry.failed(s.id, e)
