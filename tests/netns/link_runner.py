@@ -1,6 +1,6 @@
 """Run the LinkSpecController inside a node (a test helper, not a test).
 
-    link_runner.py STATE_DIR SPECS_JSON [--then SPECS_JSON] [--hold]
+    link_runner.py STATE_DIR SPECS_JSON [--then SPECS_JSON] [--hold] [--settle SECONDS]
 
 Puts the LinkSpecs of SPECS_JSON (a list of LinkSpec dicts, camelCase keys)
 into a fresh state as the merge controller would, starts a runtime with the
@@ -10,7 +10,9 @@ one JSON line: ``{"phase": "applied", "applied": {...}, "failing": [...],
 controller to a second spec set (changed specs updated, missing ones torn
 down, released and destroyed, as the merge controller does) and prints a
 second line (phase ``then``). With ``--hold`` it keeps running (reacting to
-link events) until killed.
+link events) until killed. ``--settle`` bounds each wait (a failing spec keeps
+a retry timer pending, so the runtime never settles: the report then comes
+after that many seconds).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ async def main() -> None:
     p.add_argument("specs")
     p.add_argument("--then", default="")
     p.add_argument("--hold", action="store_true")
+    p.add_argument("--settle", type=float, default=5.0)
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
     logging.getLogger("pyroute2").setLevel(logging.WARNING)
@@ -69,14 +72,14 @@ async def main() -> None:
     runtime = Runtime(state)
     runtime.register(ctl)
     async with runtime:
-        await runtime.settle(timeout=5.0)
+        await runtime.settle(timeout=args.settle)
         report("applied", state, applied, ctl)
         if args.then:
             keep = put_specs(state, args.then)
             gone = [r.md.id for r in state.list(NETWORK, LINK_SPEC_TYPE) if r.md.id not in keep]
             for n in gone:
                 state.teardown(NETWORK, LINK_SPEC_TYPE, n, OWNER)
-            await runtime.settle(timeout=5.0)
+            await runtime.settle(timeout=args.settle)
             for n in gone:
                 r = state.get(NETWORK, LINK_SPEC_TYPE, n)
                 if r is not None and not r.md.finalizers:

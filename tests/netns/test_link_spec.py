@@ -45,10 +45,12 @@ def write_specs(node: Any, specs: list[dict[str, Any]]) -> Path:
     return path
 
 
-def run_specs(node: Any, specs: list[dict[str, Any]], then: list[dict[str, Any]] | None = None) -> list[Any]:
+def run_specs(
+    node: Any, specs: list[dict[str, Any]], then: list[dict[str, Any]] | None = None, settle: float = 5.0
+) -> list[Any]:
     """Run a fresh controller on ``specs`` (then ``then``); its report lines."""
     path = write_specs(node, specs)
-    argv = [sys.executable, RUNNER, str(node.state_dir), str(path)]
+    argv = [sys.executable, RUNNER, str(node.state_dir), str(path), "--settle", str(settle)]
     if then is not None:
         then_path = path.with_suffix(".then.json")
         then_path.write_text(json.dumps(then))
@@ -187,7 +189,7 @@ def test_teardown_deletes_only_our_bridge(lab: Lab) -> None:
 def test_kind_mismatch_not_ours_is_left_alone(lab: Lab) -> None:
     node = lab.node("n")
     lab.stub(node, "br9", up=False)  # a veth named like the bridge we want
-    [rep] = run_specs(node, [bridge("br9", stp=False)])
+    [rep] = run_specs(node, [bridge("br9", stp=False)], settle=1.0)
     assert rep["failing"] == ["link br9"]
     lk = link(node, "br9")
     assert lk is not None and lk["linkinfo"]["info_kind"] == "veth"
@@ -211,7 +213,9 @@ def test_master_appearing_later_is_joined(lab: Lab) -> None:
     path = node.dir / "specs.json"
     path.write_text(json.dumps([phys("p1", bridge="brm")]))
     log = node.dir / "runner.log"
-    proc = node.popen([sys.executable, RUNNER, str(node.state_dir), str(path), "--hold"], log=log)
+    proc = node.popen(
+        [sys.executable, RUNNER, str(node.state_dir), str(path), "--hold", "--settle", "1"], log=log
+    )
     wait_until(lambda: '"phase": "applied"' in log.read_text(), timeout=30, what="first settle")
     assert '"failing": ["link p1"]' in log.read_text()
     p1 = link(node, "p1")
