@@ -28,7 +28,9 @@ Kernel errors are per spec: logged once and retried with back-off
 recorded addresses that no spec wants any more (a changed config) are removed.
 Addresses no spec of ours created are never touched.
 
-Gratuitous ARP for ``announceWithARP`` is not sent yet (see the report).
+With ``announceWithARP`` (VIPs), an IPv4 address that was actually (re)added
+is announced with one gratuitous ARP request when the link has a 6-byte MAC;
+a failure is only logged.
 """
 
 from __future__ import annotations
@@ -44,7 +46,15 @@ from typing import Any
 
 from cosi import Context, Controller, Input, InputKind, Phase
 from netd.kernel.applied import Applied
-from netd.kernel.rtnl import LINK_GROUPS, KernelAddress, KernelError, NotFound, Rtnl, watch
+from netd.kernel.rtnl import (
+    LINK_GROUPS,
+    KernelAddress,
+    KernelError,
+    NotFound,
+    Rtnl,
+    send_gratuitous_arp,
+    watch,
+)
 from netd.netip import format_prefix, parse_prefix
 from netd.resources.address import ADDRESS_SPEC_TYPE, AddressSpec
 from netd.resources.base import format_rfc3339
@@ -190,6 +200,8 @@ class AddressSpecController(Controller):
         self.retry: KernelRetry | None = None
         self._stale_done = False
         self._waiting: set[str] = set()  # specs whose link is missing (logged once)
+        self._macs: dict[str, str] = {}
+        self.garp: Callable[[str, str, Any], None] = send_gratuitous_arp
 
     def inputs(self) -> Sequence[Input]:
         return [Input(NETWORK, ADDRESS_SPEC_TYPE, InputKind.STRONG)]
@@ -219,7 +231,9 @@ class AddressSpecController(Controller):
                 ctx.add_finalizer(NETWORK, ADDRESS_SPEC_TYPE, r.md.id, self.name)
             specs.append(_Spec(r.md.id, r.spec, tearing))
         specs.sort(key=lambda s: s.id)
-        links = {link.name: link.index for link in await rtnl.links()}
+        link_list = await rtnl.links()
+        links = {link.name: link.index for link in link_list}
+        self._macs = {link.name: link.hardware_addr for link in link_list}
         addresses = await rtnl.addresses()
         now = self.clock()
 
@@ -274,6 +288,7 @@ class AddressSpecController(Controller):
             retry.succeeded(s.id)
             return
         valid, preferred = wanted_lifetimes(spec, now)
+        added = action is not Action.REFRESH
         try:
             if action is Action.REPLACE and kernel is not None:
                 with contextlib.suppress(NotFound):
@@ -291,6 +306,7 @@ class AddressSpecController(Controller):
             except KernelError as e:
                 if e.code != errno.EEXIST:  # ignored (netd.md §5.2)
                     raise
+                added = False
         except KernelError as e:
             retry.failed(s.id, e)
             return
@@ -299,6 +315,20 @@ class AddressSpecController(Controller):
         ctx.log.info(
             "%s: address %s on %s (%s)", s.id, format_prefix(spec.address), spec.link_name, action.value
         )
+        if added:
+            self._announce(ctx, spec)
+
+    def _announce(self, ctx: Context, spec: AddressSpec) -> None:
+        """Gratuitous ARP after an IPv4 address with ``announceWithARP`` was (re)added."""
+        if not spec.announce_with_arp or spec.address is None or spec.address.version != 4:
+            return
+        mac = self._macs.get(spec.link_name, "")
+        if len(mac) != 17:  # "aa:bb:cc:dd:ee:ff": only Ethernet-like links
+            return
+        try:
+            self.garp(spec.link_name, mac, spec.address.ip)
+        except (OSError, ValueError) as e:
+            ctx.log.warning("%s: gratuitous ARP for %s failed: %s", spec.link_name, spec.address.ip, e)
 
     async def _teardown(
         self,

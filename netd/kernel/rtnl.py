@@ -22,6 +22,7 @@ import ipaddress
 import logging
 import os
 import socket
+import struct
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -378,6 +379,30 @@ def describe_route(r: KernelRoute) -> str:
         parts.append(f"table {r.table}")
     parts.append(f"metric {r.priority}")
     return " ".join(parts)
+
+
+# ---- gratuitous ARP ------------------------------------------------------------------------
+
+ETH_P_ARP = 0x0806
+
+
+def gratuitous_arp_frame(mac: str, ip: ipaddress.IPv4Address) -> bytes:
+    """One gratuitous ARP *request* (netd.md §5.2): sender = target = ``ip``, sender MAC =
+    the link's, target MAC and Ethernet destination = broadcast."""
+    hw = bytes.fromhex(mac.replace(":", ""))
+    if len(hw) != 6:
+        raise ValueError(f"not a 6-byte MAC: {mac!r}")
+    bcast = b"\xff" * 6
+    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + hw + ip.packed + bcast + ip.packed
+    return bcast + hw + struct.pack("!H", ETH_P_ARP) + arp
+
+
+def send_gratuitous_arp(ifname: str, mac: str, ip: ipaddress.IPv4Address) -> None:
+    """Announce ``ip`` on ``ifname`` (OSError on failure: the caller only logs it)."""
+    frame = gratuitous_arp_frame(mac, ip)
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP)) as s:
+        s.bind((ifname, ETH_P_ARP))
+        s.send(frame)
 
 
 # ---- watching ------------------------------------------------------------------------------

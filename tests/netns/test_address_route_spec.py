@@ -368,3 +368,24 @@ def test_lease_lifetimes(node: Node, runners: list[Runner]) -> None:
     # A lease-less spec again: the address becomes permanent.
     r.apply([A4, lease6], [])
     assert addresses(node)["192.0.2.10/24"]["valid_life_time"] == INFINITE
+
+
+def test_announce_with_arp_sends_one_gratuitous_arp(lab: Lab, runners: list[Runner]) -> None:
+    n = lab.node("v")
+    stub = lab.stub(n, "eth0", mac="02:00:00:00:00:0a")
+    capture = lab.dir / "arp.log"
+    dump = stub.popen(["tcpdump", "-n", "-l", "-e", "-i", "eth0", "arp"], log=capture)
+    wait_until(lambda: "listening on" in capture.read_text(), timeout=10, what="tcpdump ready")
+    vip = {**A4, "address": "192.0.2.50/32", "announceWithARP": True}
+    r = start(n, runners)
+    r.apply([A4, vip], [])
+    wait_until(lambda: "192.0.2.50" in capture.read_text(), timeout=5, what="gratuitous ARP")
+    r.apply([A4, vip], [])  # steady state: no second announcement
+    time.sleep(0.3)
+    dump.terminate()
+    dump.wait(timeout=10)
+    lines = [line for line in capture.read_text().splitlines() if "ARP" in line]
+    assert len(lines) == 1, lines
+    assert "02:00:00:00:00:0a > ff:ff:ff:ff:ff:ff" in lines[0]
+    assert "Request who-has 192.0.2.50 (ff:ff:ff:ff:ff:ff) tell 192.0.2.50" in lines[0]
+    assert "192.0.2.10" not in capture.read_text()  # only the address that asks for it

@@ -29,7 +29,15 @@ from netd.controllers.route_spec import (
     teardown_routes,
 )
 from netd.kernel.applied import Applied
-from netd.kernel.rtnl import AlreadyExists, KernelAddress, KernelError, KernelLink, KernelRoute, NotFound
+from netd.kernel.rtnl import (
+    AlreadyExists,
+    KernelAddress,
+    KernelError,
+    KernelLink,
+    KernelRoute,
+    NotFound,
+    gratuitous_arp_frame,
+)
 from netd.netip import parse_addr, parse_prefix
 from netd.resources import register_all
 from netd.resources.address import ADDRESS_SPEC_TYPE, AddressSpec
@@ -503,3 +511,28 @@ def test_kernel_address_equality_uses_ip_and_prefix() -> None:
     assert ac.find_address([a], 2, ipaddress.ip_interface("10.0.0.5/25")) is None
     assert ac.find_address([a], 3, ipaddress.ip_interface("10.0.0.5/24")) is None
     assert rc.IPV6_DEFAULT_METRIC == 1024
+
+
+def test_gratuitous_arp_frame() -> None:
+    frame = gratuitous_arp_frame("02:00:00:00:00:0a", ipaddress.IPv4Address("192.0.2.50"))
+    mac, ip, bcast = bytes.fromhex("02000000000a"), bytes([192, 0, 2, 50]), b"\xff" * 6
+    assert frame == bcast + mac + b"\x08\x06" + bytes.fromhex("0001080006040001") + mac + ip + bcast + ip
+    with pytest.raises(ValueError):
+        gratuitous_arp_frame("", ipaddress.IPv4Address("192.0.2.50"))
+
+
+async def test_announce_only_when_added(state: State) -> None:
+    fake = FakeRtnl()
+    sent: list[tuple[str, str, Any]] = []
+    vip = aspec("10.0.0.50/32", announce_with_arp=True)
+    plain = aspec("10.0.0.5/24")
+    v6 = aspec("2001:db8::50/128", announce_with_arp=True)
+    for s in (vip, plain, v6):
+        state.put(NETWORK, ADDRESS_SPEC_TYPE, s.id(), s, OWNER)
+    c = AddressSpecController(Applied(), clock=lambda: NOW)
+    c.garp = lambda *a: sent.append(a)
+    ctx = make(state, c, fake)
+    await c.reconcile(ctx)
+    assert sent == [("eth0", "02:00:00:00:00:01", parse_addr("10.0.0.50"))]
+    await c.reconcile(ctx)
+    assert len(sent) == 1  # adopted: no second announcement
