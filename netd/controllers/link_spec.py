@@ -422,7 +422,10 @@ class LinkSpecController(Controller):
                 raise NotReady(f"link {a.name} disappeared")
             if isinstance(a, Delete):
                 spec = specs[a.name]
-                await kind_for(spec.kind).delete(ops, link)
+                handler = kind_for(spec.kind)
+                if not handler.matches(spec.model_copy(update={"type": LinkType.NETROM}), link):
+                    handler = kind_for(link.kind)  # a link of another kind: deleted as that kind
+                await handler.delete(ops, link)
                 log.info("deleted link %s (%s)", a.name, link.kind)
                 self.applied.remove(APPLIED_KIND, a.name)
                 links = {n: lk for n, lk in links.items() if n != a.name}
