@@ -30,7 +30,8 @@ RUNNER = textwrap.dedent(
     def addresses(eth0):
         out = []
         for i in range(150):
-            out.append(c.new_address(eth0, P(f"192.0.2.{10 + i}/24" if i == 0 else f"172.16.{i}.1/32"), 0, 0x80))
+            ip = "192.0.2.10/24" if i == 0 else f"172.16.{i}.1/32"
+            out.append(c.new_address(eth0, P(ip), 0, 0x80))
         for i in range(40):
             out.append(c.new_address(eth0, P(f"2001:db8:ffff::{i + 1:x}/128"), 0, 0x80 | 0x02))  # nodad
         for i in range(10):  # finite lifetimes (a lease)
@@ -41,20 +42,23 @@ RUNNER = textwrap.dedent(
         out = []
         for i in range(600):  # main table, on-link and via a gateway
             gw = A("192.0.2.1") if i % 2 else None
-            out.append(c.new_route(2, P(f"10.{i >> 8}.{i & 255}.0/24"), gateway=gw, oif=eth0, priority=100 + i % 3,
+            dst = P(f"10.{i >> 8}.{i & 255}.0/24")
+            out.append(c.new_route(2, dst, gateway=gw, oif=eth0, priority=100 + i % 3,
                                    scope=0 if gw else 253, protocol=4))
         for i in range(200):  # a table above 255, with MTU and source
             out.append(c.new_route(2, P(f"10.200.{i}.0/24"), gateway=A("192.0.2.1"), oif=eth0, priority=50,
                                    table=1000, src=A("192.0.2.10"), mtu=1400, protocol=4))
         for i in range(199):
-            out.append(c.new_route(10, P(f"2001:db8:{i:x}::/64"), gateway=A("fe80::1"), oif=eth0, priority=1024,
-                                   protocol=4))
-        out.append(c.new_route(10, None, gateway=A("fe80::1"), oif=eth0, priority=1024, table=1000, protocol=4))
+            dst = P(f"2001:db8:{i:x}::/64")
+            out.append(c.new_route(10, dst, gateway=A("fe80::1"), oif=eth0, priority=1024, protocol=4))
+        default = c.new_route(10, None, gateway=A("fe80::1"), oif=eth0, priority=1024, table=1000, protocol=4)
+        out.append(default)
         return out
 
     def route_json(r, names):
-        return {"family": r.family, "dst": str(r.dst) if r.dst is not None else None, "dst_len": r.dst_len,
-                "gateway": str(r.gateway) if r.gateway is not None else None, "dev": names.get(r.oif or 0, ""),
+        s = lambda v: str(v) if v is not None else None
+        return {"family": r.family, "dst": s(r.dst), "dst_len": r.dst_len,
+                "gateway": s(r.gateway), "dev": names.get(r.oif or 0, ""),
                 "table": r.full_table, "metric": r.priority or 0, "protocol": r.protocol, "mtu": r.mtu or 0,
                 "prefsrc": str(r.prefsrc) if r.prefsrc is not None else None}
 
@@ -79,13 +83,15 @@ RUNNER = textwrap.dedent(
         batch = [
             Request(c.RTM_NEWROUTE, c.CREATE_EXCL, ok1),
             Request(c.RTM_NEWROUTE, c.CREATE_EXCL, ok1),  # EEXIST
-            Request(c.RTM_NEWROUTE, c.CREATE_EXCL, c.new_route(2, P("10.8.0.0/16"), oif=9999, scope=253)),  # ENODEV
+            Request(c.RTM_NEWROUTE, c.CREATE_EXCL,
+                    c.new_route(2, P("10.8.0.0/16"), oif=9999, scope=253)),  # ENODEV
             Request(c.RTM_NEWROUTE, c.CREATE_EXCL, c.new_route(2, P("10.7.0.0/16"), oif=eth0, scope=253)),
             Request(c.RTM_NEWROUTE, c.CREATE_EXCL,
                     c.new_route(2, P("10.6.0.0/16"), gateway=A("203.0.113.1"), oif=eth0)),  # ENETUNREACH
             Request(c.RTM_DELADDR, c.DELETE, c.del_address(eth0, P("192.0.2.99/24"))),  # EADDRNOTAVAIL
             Request(c.RTM_NEWADDR, c.CREATE_EXCL, c.new_address(eth0, P("192.0.2.20/24"), 0, 0x80)),
-            Request(c.RTM_DELROUTE, c.DELETE, c.del_route(c.new_route(2, P("10.5.0.0/16"), oif=eth0))),  # ESRCH
+            Request(c.RTM_DELROUTE, c.DELETE,
+                    c.del_route(c.new_route(2, P("10.5.0.0/16"), oif=eth0))),  # ESRCH
         ]
         with RtnlBatch() as b:
             res = b.run(batch)
@@ -116,7 +122,7 @@ def _node(lab: Lab) -> Node:
 def _ip_table(v: Any) -> int:
     if v is None:
         return 254
-    return {"main": 254, "local": 255, "default": 253}.get(v, None) or int(v)
+    return {"main": 254, "local": 255, "default": 253}.get(v) or int(v)
 
 
 def _ip_dst(dst: str, family: int) -> str:
