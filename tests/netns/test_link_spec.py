@@ -231,3 +231,19 @@ def test_master_appearing_later_is_joined(lab: Lab) -> None:
     wait_until(lambda: "UP" in (link(node, "p1") or {}).get("flags", []), timeout=10, what="p1 up again")
     assert proc.poll() is None
     assert applied(node) == {}  # brm is not ours
+
+
+def test_generic_kind_created_and_deleted_by_name(lab: Lab) -> None:
+    # ifb stands in for the kinds without a module (the host kernel has no dummy).
+    node = lab.node("n")
+    ifb = {"name": "ifb7", "logical": True, "up": True, "mtu": 1400, "kind": "ifb", "type": ETHER}
+    first, then = run_specs(node, [ifb], then=[])
+    assert first["failing"] == [] and first["applied"] == {"ifb7": {"kind": "ifb"}}
+    assert then["applied"] == {} and then["finalizers"] == {}
+    assert link(node, "ifb7") is None
+    [rep] = run_specs(node, [ifb])
+    lk = link(node, "ifb7")
+    assert (
+        lk is not None and lk["linkinfo"]["info_kind"] == "ifb" and lk["mtu"] == 1400 and "UP" in lk["flags"]
+    )
+    assert rep["applied"] == {"ifb7": {"kind": "ifb"}}
