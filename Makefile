@@ -10,7 +10,7 @@ APT_PACKAGES := iproute2 nftables libnftables1 wireguard-go wireguard-tools dnsm
 	linux-image-amd64 busybox-static tcpdump iputils-ping
 PYTEST := $(BIN)/pytest -q -p no:cacheprovider
 
-.PHONY: setup apt venv test test-unit test-netns test-uml test-vm lint bench demo clean
+.PHONY: setup apt venv test test-unit test-netns test-uml test-vm lint bench demo clean proto
 
 setup: apt venv
 
@@ -60,6 +60,11 @@ bench: setup
 
 demo: setup
 	$(BIN)/python -m demo
+
+# Regenerate the machined API modules from machined/api/machined.proto (committed).
+proto: venv
+	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. \
+		machined/api/machined.proto
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

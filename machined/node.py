@@ -17,6 +17,7 @@ import signal
 from dataclasses import dataclass, field
 
 from cosi import Runtime, State
+from machined.api.configs import ApplyMode, ApplyResult, ConfigManager
 from netd.config import ConfigError, LoadedConfig, load_config_file
 from netd.kernel.applied import Applied
 from netd.resources import register_all
@@ -112,10 +113,36 @@ class Node:
         self.runtime = Runtime(self.state)
         self.applied = Applied.in_dir(opts.state_dir)
         self.stopping = asyncio.Event()
+        # ---- API (machined/api): config at run time, reset ----
+        self.configs = ConfigManager(
+            opts.config_path or os.path.join(opts.state_dir, CONFIG_FILE),
+            os.path.join(opts.state_dir, TRY_FILE),
+            opts.loaded,
+            self.set_config,
+        )
+        self.reset_done = False
 
     def set_config(self, loaded: LoadedConfig) -> None:
         """Publish a (new) machine config; the config controllers take it from there."""
         self.state.put(CONFIG, MACHINE_CONFIG_TYPE, MACHINE_CONFIG_ID, machine_config_spec(loaded))
+
+    # ---- API (machined/api): apply-config, try/confirm/rollback, reset ----
+
+    def apply_config(self, text: str, mode: ApplyMode, timeout: float) -> ApplyResult:
+        """Validate and apply a config (``netctl apply-config``); ApplyError changes nothing."""
+        return self.configs.apply(text, mode, timeout)
+
+    def confirm_config(self) -> None:
+        self.configs.confirm()
+
+    async def reset(self) -> list[str]:
+        """Undo the network config this node applied, then stop (``netctl reset``)."""
+        from machined.api.reset import reset_network
+
+        remaining = await reset_network(self.state, self.runtime)
+        self.reset_done = True
+        asyncio.get_running_loop().call_soon(self.stopping.set)
+        return remaining
 
     async def start(self) -> None:
         from machined.wiring import kernel_controllers, source_controllers
@@ -143,9 +170,20 @@ class Node:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
+        from machined.api.server import ApiError, ApiServer
+
+        api = ApiServer(self, self.opts.api, self.opts.listen_tcp, self.opts.tls)
+        try:
+            await api.start()  # before the controllers: a bad socket or TLS file touches nothing
+        except ApiError as e:
+            raise StartError([str(e)]) from None
         await self.start()
         await self.stopping.wait()
         log.info("stopping")
+        if self.opts.leave and not self.reset_done:
+            await self.reset()
+        self.configs.close()
+        await api.stop()
         await self.stop()
         return 0
 

@@ -26,6 +26,11 @@ class Command:
 COMMANDS: list[Command] = [
     Command("validate", "load and validate a machine config (no daemon, no root)", "netctl.cmd_validate"),
     Command("plan", "print the specs a config would produce here (no daemon, no root)", "netctl.cmd_plan"),
+    Command("get", "print resources of a type (or one), optionally watching changes", "netctl.cmd_get"),
+    Command("apply-config", "apply a new machine config (auto, no-reboot, try)", "netctl.cmd_apply_config"),
+    Command("reset", "tear down the network config this node applied and stop machined", "netctl.cmd_reset"),
+    Command("inspect", "inspect machined (dependencies: controller graph as graphviz)", "netctl.cmd_inspect"),
+    Command("version", "print the client and server versions", "netctl.cmd_version"),
 ]
 
 

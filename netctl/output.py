@@ -4,6 +4,11 @@ table: ``NODE NAMESPACE TYPE ID VERSION`` + the type's print columns, aligned
 like Go's tabwriter with 3 spaces of padding; yaml: one document per resource
 (``node``, ``metadata``, ``spec``, 4-space indentation, ``---`` between); json:
 one object per line.
+
+The renderers work on plain documents (``{node, event?, metadata, spec}``
+dicts), so ``netctl get`` prints what the API sent without importing pydantic
+or the resource models; ``document``/``table_rows`` adapt in-process
+``cosi`` resources (``netctl plan``). Imports are lazy for a fast start.
 """
 
 from __future__ import annotations
@@ -11,15 +16,17 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.representer import SafeRepresenter
+if TYPE_CHECKING:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.representer import SafeRepresenter
 
-from cosi.definition import ResourceDefinition
-from cosi.resource import Resource, metadata_dict, spec_dict
+    from cosi.definition import ResourceDefinition
+    from cosi.resource import Resource
 
 PADDING = 3
+WATCH_MARKS = {"created": "+", "destroyed": "-", "updated": ""}
 
 
 class _Timestamp(str):
@@ -31,6 +38,8 @@ def _represent_timestamp(rep: SafeRepresenter, value: _Timestamp) -> Any:
 
 
 def _yaml() -> YAML:
+    from ruamel.yaml import YAML
+
     y = YAML(typ="safe", pure=True)
     y.default_flow_style = False
     y.indent(mapping=4, sequence=6, offset=4)
@@ -41,12 +50,20 @@ def _yaml() -> YAML:
 
 
 def document(node: str, res: Resource, event: str | None = None) -> dict[str, Any]:
-    md = metadata_dict(res.md)
+    from cosi.resource import metadata_dict, spec_dict
+
+    return make_document(node, metadata_dict(res.md), spec_dict(res.spec), event)
+
+
+def make_document(
+    node: str, metadata: dict[str, Any], spec: Any, event: str | None = None
+) -> dict[str, Any]:
+    """The output document: ``node``, then ``event`` in watch mode, ``metadata``, ``spec``."""
     out: dict[str, Any] = {"node": node}
     if event is not None:
         out["event"] = event
-    out["metadata"] = md
-    out["spec"] = spec_dict(res.spec)
+    out["metadata"] = metadata
+    out["spec"] = spec
     return out
 
 
@@ -110,15 +127,33 @@ def table_rows(
     marks: Sequence[str] | None = None,
 ) -> list[list[str]]:
     """Header + one row per resource; ``marks`` adds the watch ``*`` column first."""
-    header = ["NODE", "NAMESPACE", "TYPE", "ID", "VERSION"] + [n.upper() for n, _ in definition.print_columns]
-    if marks is not None:
-        header = ["*", *header]
-    rows = [header]
-    for i, (node, res) in enumerate(items):
-        spec = spec_dict(res.spec)
-        row = [node, res.md.namespace, definition.display_type, res.md.id, str(res.md.version)]
-        row += [cell(json_path(spec, p)) for _, p in definition.print_columns]
-        if marks is not None:
-            row = [marks[i], *row]
-        rows.append(row)
+    docs = [document(node, res) for node, res in items]
+    return document_rows(definition.display_type, definition.print_columns, docs, marks)
+
+
+def table_header(print_columns: Sequence[tuple[str, str]], watch: bool = False) -> list[str]:
+    header = ["NODE", "NAMESPACE", "TYPE", "ID", "VERSION"] + [n.upper() for n, _ in print_columns]
+    return ["*", *header] if watch else header
+
+
+def document_row(
+    display_type: str, print_columns: Sequence[tuple[str, str]], doc: dict[str, Any], mark: str | None = None
+) -> list[str]:
+    """One table row of an output document; ``mark`` fills the watch ``*`` column."""
+    md = doc["metadata"]
+    row = [doc["node"], md["namespace"], display_type, md["id"], str(md["version"])]
+    row += [cell(json_path(doc["spec"], p)) for _, p in print_columns]
+    return row if mark is None else [mark, *row]
+
+
+def document_rows(
+    display_type: str,
+    print_columns: Sequence[tuple[str, str]],
+    docs: Sequence[dict[str, Any]],
+    marks: Sequence[str] | None = None,
+) -> list[list[str]]:
+    """Header + one row per document; ``marks`` adds the watch ``*`` column first."""
+    rows = [table_header(print_columns, watch=marks is not None)]
+    for i, doc in enumerate(docs):
+        rows.append(document_row(display_type, print_columns, doc, None if marks is None else marks[i]))
     return rows

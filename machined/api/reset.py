@@ -1,0 +1,92 @@
+"""``netctl reset`` (and ``machined --leave``): undo the network config this node applied.
+
+The spec controllers already know how to undo what they applied: each holds a
+finalizer on the specs it applied and, when a spec is torn down, removes the
+kernel objects it created for it, then releases the spec. So reset is: stop
+the controllers that write specs (they would recreate them), tear every spec
+down on behalf of its owner, destroy each one as its finalizers are released,
+and wait (bounded) until all are gone. Kernel objects that no spec of ours
+created are never touched (that is the spec controllers' rule too).
+
+KubeSpan and discovery (leaving the cluster) are later parts of reset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from cosi import Phase, Runtime, State
+from cosi.errors import StateError
+from netd.resources.namespaces import NETWORK
+from netd.resources.nftables import NFTABLES_CHAIN_TYPE
+
+log = logging.getLogger("machined.reset")
+
+RESET_TIMEOUT = 8.0
+SPEC_SUFFIX = "Specs.net.talos.dev"
+
+
+def reset_kinds(state: State) -> list[tuple[str, str]]:
+    """The (namespace, type) of every desired-state resource that spec controllers apply."""
+    kinds = [
+        (NETWORK, d.type)
+        for d in state.registry.all()
+        if d.type.endswith(SPEC_SUFFIX) or d.type == NFTABLES_CHAIN_TYPE
+    ]
+    return sorted(kinds)
+
+
+async def stop_controllers(runtime: Runtime, names: list[str]) -> None:
+    """Stop some controllers and leave the others running.
+
+    ``cosi.Runtime`` has no public per-controller stop yet, so this cancels
+    their supervisor tasks; ``Runtime.stop`` later skips them.
+    """
+    tasks = []
+    for name in names:
+        task = runtime._tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+            tasks.append(task)
+        ctx = runtime.contexts.get(name)
+        if ctx is not None:
+            ctx.close()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def reset_network(state: State, runtime: Runtime, timeout: float = RESET_TIMEOUT) -> list[str]:
+    """Tear every applied spec down and wait until the spec controllers released them.
+
+    Returns the specs still held by a finalizer at the deadline (as
+    ``Type(namespace/id)``), empty on a complete reset.
+    """
+    kinds = set(reset_kinds(state))
+    writers = sorted(
+        c.name for c in runtime.controllers if any((o.namespace, o.type) in kinds for o in c.outputs())
+    )
+    log.info("reset: stopping %d spec writers, tearing down %d spec types", len(writers), len(kinds))
+    await stop_controllers(runtime, writers)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        left = []
+        for ns, type_ in sorted(kinds):
+            for r in state.list(ns, type_):
+                try:
+                    if r.md.phase is Phase.RUNNING:
+                        state.teardown(ns, type_, r.md.id, r.md.owner)
+                        r = state.must_get(ns, type_, r.md.id)
+                    if not r.md.finalizers:
+                        state.destroy(ns, type_, r.md.id, r.md.owner)
+                        continue
+                except StateError as e:  # a writer we did not stop: report, do not loop forever
+                    log.error("reset: %s", e)
+                left.append(f"{type_}({ns}/{r.md.id})")
+        if not left:
+            log.info("reset: every spec is gone")
+            return []
+        if loop.time() >= deadline:
+            log.error("reset: still held by finalizers after %.0fs: %s", timeout, ", ".join(left))
+            return left
+        await asyncio.sleep(0.05)
