@@ -350,6 +350,7 @@ class LinkSpecController(Controller):
                 links, problem = await self._sync(ctx, ops, spec, links)
             except (NetlinkError, OSError, NotReady) as e:
                 self.retry.failed(key, e)
+                links = await ops.dump()  # a plan may have stopped half-way
                 continue
             if problem is not None:
                 self.retry.failed(key, problem)
