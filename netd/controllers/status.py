@@ -183,6 +183,11 @@ class NetlinkStatusController(Controller):
     def outputs(self) -> list[Output]:
         return [Output(NETWORK, self.output_type, self.output_kind)]
 
+    @property
+    def overflows(self) -> int:
+        """How often the event socket overflowed (ENOBUFS) since ``run`` started."""
+        return self._events.overflows if self._events is not None else 0
+
     async def run(self, ctx: Context) -> None:
         self._events = ev.RtnlEvents(self.groups, ctx.trigger, self.rcvbuf)
         self._events.open()

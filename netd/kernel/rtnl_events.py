@@ -58,6 +58,9 @@ NETLINK_NO_ENOBUFS = 5
 # is cheaper than an unbounded backlog.
 MAX_QUEUED = 200_000
 
+# A netlink datagram is at most 32 KiB (dump pages; events are smaller).
+RECV_SIZE = 64 << 10
+
 _HDR = struct.Struct("=IHHII")
 # Request bodies: ifinfomsg (16 bytes), ifaddrmsg (8), rtmsg (12); zeroed but for the family.
 _BODY = {RTM_GETLINK: 16, RTM_GETADDR: 8, RTM_GETROUTE: 12}
@@ -102,6 +105,7 @@ class RtnlEvents:
         self.overflowed = False
         self.overflows = 0
         self._queue: list[bytes] = []
+        self._buf = bytearray(RECV_SIZE)
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -131,7 +135,7 @@ class RtnlEvents:
         got = False
         while True:
             try:
-                data = sock.recv(1 << 20)
+                n = sock.recv_into(self._buf)
             except BlockingIOError:
                 break
             except OSError as e:
@@ -140,9 +144,9 @@ class RtnlEvents:
                     got = True
                     continue  # the socket stays usable; keep draining
                 raise
-            if not data:
+            if not n:
                 break
-            self._queue.append(data)
+            self._queue.append(bytes(self._buf[:n]))
             got = True
             if len(self._queue) > MAX_QUEUED:
                 self._overflow()
@@ -231,7 +235,7 @@ async def _dump_once(msg_type: int, family: int) -> list[tuple[int, bytes]]:
 async def _recv(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> bytes:
     while True:
         try:
-            return sock.recv(1 << 20)
+            return sock.recv(RECV_SIZE)
         except BlockingIOError:
             fut: asyncio.Future[None] = loop.create_future()
             fd = sock.fileno()
