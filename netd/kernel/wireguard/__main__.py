@@ -1,12 +1,12 @@
 """A small command line for WireGuard devices through our backends (tests, debugging).
 
-    python -m netd.kernel.wireguard [--backend auto|kernel|userspace] [--log-dir DIR] CMD IFNAME [SPEC]
+python -m netd.kernel.wireguard [--backend auto|kernel|userspace] [--log-dir DIR] CMD IFNAME [SPEC]
 
-    apply IFNAME SPEC   create the device if missing, then configure it to SPEC (a WireguardSpec
-                        as JSON, camelCase keys, or @FILE); prints {"backend", "created",
-                        "wrote", "pid"}: "wrote": false = nothing was sent
-    get IFNAME          prints the device (no private key), backend and wireguard-go pid
-    delete IFNAME       removes the device (and its wireguard-go)
+apply IFNAME SPEC   create the device if missing, then configure it to SPEC (a WireguardSpec
+                    as JSON, camelCase keys, or @FILE); prints {"backend", "created",
+                    "wrote", "pid"}: "wrote": false = nothing was sent
+get IFNAME          prints the device (no private key), backend and wireguard-go pid
+delete IFNAME       removes the device (and its wireguard-go)
 """
 
 from __future__ import annotations
