@@ -16,9 +16,11 @@ def kernel_controllers(applied: Applied, etc_dir: str) -> list[Controller]:
     """Phase 2: apply the desired state to the kernel and the etc files."""
     from netd.controllers.etcfile import FilesEtcFileController, NetworkEtcFileController
     from netd.controllers.hostname_spec import HostnameSpecController
+    from netd.controllers.link_spec import LinkSpecController
     from netd.controllers.resolver_spec import ResolverSpecController, TimeServerSpecController
 
     return [
+        LinkSpecController(applied),
         HostnameSpecController(),
         ResolverSpecController(),
         TimeServerSpecController(),
