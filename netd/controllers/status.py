@@ -228,20 +228,25 @@ class NetlinkStatusController(Controller):
 
     # Link-name tracking shared by the address and route controllers.
 
-    def track_link(self, msg: Any, deleted: bool) -> tuple[str | None, bool]:
-        """Update index → name; (previous name if it changed or the link went, went down)."""
+    def track_link(self, msg: Any, deleted: bool) -> tuple[bool, bool]:
+        """Update index → name: (the name changed, the link went down or away).
+
+        A link first seen now counts as a name change: an address or route event
+        may have come before its link's (the link appeared between our link dump
+        and the address/route dump), and was published without the name.
+        """
         index = msg["index"]
-        old = self.links.get(index)
         was_up = self.link_up.get(index, False)
         if deleted:
             self.links.pop(index, None)
             self.link_up.pop(index, None)
-            return old, was_up
+            return False, was_up
+        old = self.links.get(index)
         name = msg.get_attr("IFLA_IFNAME") or ""
         up = bool(msg["flags"] & LinkFlags.UP)
         self.links[index] = name
         self.link_up[index] = up
-        return (old if old is not None and old != name else None), was_up and not up
+        return old != name, was_up and not up
 
     def load_links(self, dumped: list[tuple[int, bytes]]) -> None:
         self.links.clear()
@@ -372,7 +377,7 @@ class AddressStatusController(NetlinkStatusController):
                 for k in mine:
                     self._msgs.pop(k, None)
                 return self.model.clear(mine)
-            if renamed is not None:  # the IDs contain the link name
+            if renamed:  # the IDs contain the link name
                 touched: set[str] = set()
                 for k in mine:
                     touched |= self._add(self._msgs[k])
@@ -455,7 +460,7 @@ class RouteStatusController(NetlinkStatusController):
             renamed, went_down = self.track_link(msg, deleted)
             if deleted or went_down:
                 self._resync_families.add(socket.AF_INET)  # IPv4 routes flushed without events
-            if renamed is not None and not deleted:  # outLinkName and IPv6 IDs contain the name
+            if renamed and not deleted:  # outLinkName and IPv6 IDs contain the name
                 index = msg["index"]
                 touched = set()
                 for m in list(self._msgs.values()):

@@ -451,3 +451,19 @@ async def test_hardware_addr_and_network_status_controllers() -> None:
         assert status()["address_ready"] and not status()["etc_files_ready"]
         state.put(FILES, ETC_FILE_STATUS_TYPE, "resolv.conf", EtcFileStatus(), "files.EtcFileController")
         await _until(lambda: status()["etc_files_ready"])
+
+
+def test_address_before_its_link_is_renamed_when_the_link_shows_up() -> None:
+    c = AddressStatusController()
+    assert _apply(c, addr_msg(5, "192.0.2.9/24")) == {"/192.0.2.9/24"}
+    assert _apply(c, link_msg(5, "eth5")) == {"/192.0.2.9/24", "eth5/192.0.2.9/24"}
+    assert c.model.ids() == {"eth5/192.0.2.9/24"}
+    assert _apply(c, link_msg(5, "eth5")) == set()  # same name again: nothing to do
+
+
+def test_route_before_its_link_gets_the_name() -> None:
+    c = RouteStatusController()
+    _apply(c, route_msg(family=socket.AF_INET6, dst="2001:db8::/64", oif=7, priority=1))
+    assert c.model.ids() == {"/inet6//2001:db8::/64/1"}
+    _apply(c, link_msg(7, "eth7"))
+    assert c.model.ids() == {"eth7/inet6//2001:db8::/64/1"}
