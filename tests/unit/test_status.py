@@ -467,3 +467,15 @@ def test_route_before_its_link_gets_the_name() -> None:
     assert c.model.ids() == {"/inet6//2001:db8::/64/1"}
     _apply(c, link_msg(7, "eth7"))
     assert c.model.ids() == {"eth7/inet6//2001:db8::/64/1"}
+
+
+def test_pci_info_from_sysfs(tmp_path: Any) -> None:
+    from netd.controllers.status import pci_info
+
+    dev = tmp_path / "0000:06:00.0"
+    dev.mkdir()
+    (dev / "vendor").write_text("0x1969\n")
+    (dev / "device").write_text("0xe0b1\n")
+    info = pci_info("0000:06:00.0", root=str(tmp_path))
+    assert (info["vendor_id"], info["product_id"]) == ("0x1969", "0xe0b1")
+    assert pci_info("", root=str(tmp_path)) == {} and pci_info("N/A", root=str(tmp_path)) == {}
