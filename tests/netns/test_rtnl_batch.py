@@ -16,6 +16,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import pytest
 from harness import Lab, Node
 
 RUNNER = textwrap.dedent(
@@ -77,7 +78,7 @@ RUNNER = textwrap.dedent(
         return {"addr_errors": ra.errors, "route_errors": rr.errors,
                 "routes": [route_json(r, names) for r in rs], "addresses": [addr_json(a, names) for a in ads]}
 
-    def failing():
+    def failing(ack_all):
         eth0 = socket.if_nametoindex("eth0")
         ok1 = c.new_route(2, P("10.9.0.0/16"), gateway=A("192.0.2.1"), oif=eth0, protocol=4)
         batch = [
@@ -93,14 +94,34 @@ RUNNER = textwrap.dedent(
             Request(c.RTM_DELROUTE, c.DELETE,
                     c.del_route(c.new_route(2, P("10.5.0.0/16"), oif=eth0))),  # ESRCH
         ]
-        with RtnlBatch() as b:
+        with RtnlBatch(ack_all=ack_all) as b:
             res = b.run(batch)
             retry = b.run([batch[i] for i in res.failed()])
         return {"errors": res.errors, "failed": res.failed(), "retry": retry.errors,
                 "texts": [res.describe(i) for i in range(len(batch))]}
 
+    def small_buffer():
+        # A small receive buffer: chunks shrink to fit; forced big chunks lose answers (ENOBUFS).
+        from netd.kernel.rtnl_batch import open_socket
+        eth0 = socket.if_nametoindex("eth0")
+        reqs = [Request(c.RTM_NEWROUTE, c.CREATE_EXCL,
+                        c.new_route(2, P(f"10.{i >> 8}.{i & 255}.0/24"), oif=eth0, scope=253, table=77))
+                for i in range(3000)]
+        out = {}
+        for ack_all in (False, True):
+            with RtnlBatch(open_socket(rcvbuf=4096), ack_all=ack_all) as b:
+                out[f"chunk_{ack_all}"] = b.chunk_messages
+                out[f"again_{ack_all}"] = sorted(set(b.run(reqs).errors))
+        with RtnlBatch(open_socket(rcvbuf=4096)) as b:
+            b.chunk_messages = 3000
+            out["forced"] = b.run(reqs).errors
+        return out
+
     mode = sys.argv[1]
-    print(json.dumps(asyncio.run(add_and_dump()) if mode == "add" else failing()))
+    if mode == "small":
+        print(json.dumps(small_buffer()))
+        sys.exit(0)
+    print(json.dumps(asyncio.run(add_and_dump()) if mode == "add" else failing(mode == "fail-ack-all")))
     """
 )
 
@@ -203,9 +224,10 @@ def test_batch_add_and_dump_match_ip(lab: Lab, tmp_path: Path) -> None:
     assert by_local["172.16.1.1"]["valid"] == 0xFFFFFFFF
 
 
-def test_batch_reports_exactly_the_failures(lab: Lab, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["fail", "fail-ack-all"])
+def test_batch_reports_exactly_the_failures(lab: Lab, tmp_path: Path, mode: str) -> None:
     node = _node(lab)
-    out = _runner(node, tmp_path, "fail")
+    out = _runner(node, tmp_path, mode)
     assert out["errors"] == [
         0,
         errno.EEXIST,
@@ -226,3 +248,16 @@ def test_batch_reports_exactly_the_failures(lab: Lab, tmp_path: Path) -> None:
     assert not {"10.8.0.0/16", "10.6.0.0/16"} & routes
     addrs = {a["local"] for link in node.ip_json("addr") for a in link["addr_info"]}
     assert "192.0.2.20" in addrs
+
+
+def test_small_receive_buffer_shrinks_chunks_and_reports_lost_answers(lab: Lab, tmp_path: Path) -> None:
+    node = _node(lab)
+    out = _runner(node, tmp_path, "small")
+    assert out["chunk_False"] < 3000
+    assert out["again_False"] == [0]  # the first run added all 3000
+    assert out["again_True"] == [errno.EEXIST]  # every answer arrived, even acking all
+    assert len(node.ip_json("route", "show", "table", "77")) == 3000
+    # 3000 EEXIST answers cannot fit 8 KiB: those lost are ENOBUFS ("unknown"), none hangs.
+    forced = out["forced"]
+    assert set(forced) == {errno.EEXIST, errno.ENOBUFS}
+    assert forced[0] == errno.EEXIST
