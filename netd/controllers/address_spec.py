@@ -17,10 +17,13 @@ Each reconcile lists links and addresses and, per spec in ID order:
 
 Flags are compared without the bits the kernel manages itself: ``tentative``
 (DAD in progress), ``permanent`` (set by the kernel exactly when the valid
-lifetime is infinite) and ``deprecated`` (preferred lifetime over); for IPv6
-only the flags the kernel accepts from userspace count. Comparing those bits
-would make a spec without ``permanent`` (or with a lease) rewrite its
-address on every pass.
+lifetime is infinite), ``deprecated`` (preferred lifetime over) and, for IPv4,
+``secondary`` (bit 0x01, shared with ``temporary``); for IPv6 only the flags
+the kernel accepts from userspace count. Comparing those bits would make a
+spec without ``permanent`` (or with a lease, or a second address in a subnet)
+rewrite its address on every pass. Should the kernel still keep an address
+differently from its spec after a rewrite, the result is accepted (a warning,
+once) instead of rewriting it on every pass.
 
 Kernel errors are per spec: logged once and retried with back-off
 (KernelRetry), the other specs go on. What we add is recorded in ``Applied``
@@ -91,10 +94,16 @@ class Action(enum.Enum):
     EXPIRED = "expired"  # the lease is over: nothing to add (the kernel drops the address)
 
 
+#: IFA_F_SECONDARY: the kernel marks every IPv4 address after the first of a subnet so
+#: (the same bit as IFA_F_TEMPORARY, which only IPv6 uses).
+IPV4_SECONDARY = 0x01
+
+
 def compared_flags(flags: int, version: int) -> int:
     """The part of an address's flags that the comparison looks at."""
-    mask = int(IPV6_SETTABLE_FLAGS) if version == 6 else 0xFFFFFFFF & ~int(KERNEL_MANAGED_FLAGS)
-    return flags & mask
+    if version == 6:
+        return flags & int(IPV6_SETTABLE_FLAGS)
+    return flags & 0xFFFFFFFF & ~(int(KERNEL_MANAGED_FLAGS) | IPV4_SECONDARY)
 
 
 def wanted_lifetimes(spec: AddressSpec, now: dt.datetime) -> tuple[int | None, int | None]:
@@ -201,6 +210,10 @@ class AddressSpecController(Controller):
         self._stale_done = False
         self._waiting: set[str] = set()  # specs whose link is missing (logged once)
         self._macs: dict[str, str] = {}
+        self._relist = False  # stale addresses were removed: read the list again
+        self._replaced = False  # an address was deleted and added again in this pass
+        # spec ID → (spec, (scope, flags)) the kernel made of it although they differ
+        self._accepted: dict[str, tuple[AddressSpec, tuple[int, int]]] = {}
         self.garp: Callable[[str, str, Any], None] = send_gratuitous_arp
 
     def inputs(self) -> Sequence[Input]:
@@ -251,10 +264,17 @@ class AddressSpecController(Controller):
                     ok = await self._remove_stale(ctx, rtnl, retry, key, data, links, addresses) and ok
             self._stale_done = ok
 
-        # 3. Running specs.
+        # 3. Running specs. The address list is read again after every write: deleting a
+        # primary IPv4 address also deletes its secondaries, which must then be re-added.
+        if any(s.tearing_down for s in specs) or self._relist:
+            addresses = await rtnl.addresses()
+            self._relist = False
+        self._replaced = False
         for s in specs:
-            if not s.tearing_down:
-                await self._apply(ctx, rtnl, retry, s, links, addresses, now)
+            if not s.tearing_down and await self._apply(ctx, rtnl, retry, s, links, addresses, now):
+                addresses = await rtnl.addresses()
+        if self._replaced:  # secondaries that came earlier in ID order may be gone: once more
+            ctx.trigger()
 
         retry.forget_except({s.id for s in specs} | {f"stale {k}" for k in self.applied.items(APPLIED_KIND)})
         retry.schedule(ctx)
@@ -268,29 +288,38 @@ class AddressSpecController(Controller):
         links: dict[str, int],
         addresses: list[KernelAddress],
         now: dt.datetime,
-    ) -> None:
+    ) -> bool:
         spec = s.spec
         if spec.address is None:
             retry.failed(s.id, "spec has no address")
-            return
+            return False
         index = links.get(spec.link_name)
         if index is None:
             if s.id not in self._waiting:
                 self._waiting.add(s.id)
                 ctx.log.info("%s: waiting for link %s", s.id, spec.link_name)
             retry.succeeded(s.id)
-            return
+            return False
         self._waiting.discard(s.id)
         kernel = find_address(addresses, index, spec.address)
         recorded = self.applied.items(APPLIED_KIND).get(s.id)
         action = plan_address(spec, kernel, now, recorded)
+        accepted = self._accepted.get(s.id)
+        if (
+            action is Action.REPLACE
+            and kernel is not None
+            and accepted is not None
+            and accepted == (spec, (kernel.scope, kernel.flags))
+        ):
+            action = Action.NONE
         if action in (Action.NONE, Action.EXPIRED):
             retry.succeeded(s.id)
-            return
+            return False
         valid, preferred = wanted_lifetimes(spec, now)
         added = action is not Action.REFRESH
         try:
             if action is Action.REPLACE and kernel is not None:
+                self._replaced = True
                 with contextlib.suppress(NotFound):
                     await rtnl.delete_address(index, kernel.address)
             try:
@@ -309,14 +338,27 @@ class AddressSpecController(Controller):
                 added = False
         except KernelError as e:
             retry.failed(s.id, e)
-            return
+            return action is Action.REPLACE  # the delete may have happened
         retry.succeeded(s.id)
         self.applied.add(APPLIED_KIND, s.id, lease_record(spec))
+        self._accepted.pop(s.id, None)
+        after = find_address(await rtnl.addresses(), index, spec.address)
+        if after is not None and not flags_scope_equal(spec, after):
+            self._accepted[s.id] = (spec, (after.scope, after.flags))
+            ctx.log.warning(
+                "%s: the kernel keeps scope %d flags %#x (spec: scope %d flags %#x); accepted",
+                s.id,
+                after.scope,
+                after.flags,
+                int(spec.scope),
+                int(spec.flags),
+            )
         ctx.log.info(
             "%s: address %s on %s (%s)", s.id, format_prefix(spec.address), spec.link_name, action.value
         )
         if added:
             self._announce(ctx, spec)
+        return True
 
     def _announce(self, ctx: Context, spec: AddressSpec) -> None:
         """Gratuitous ARP after an IPv4 address with ``announceWithARP`` was (re)added."""
@@ -385,6 +427,7 @@ class AddressSpecController(Controller):
                 retry.failed(f"stale {key}", e)
                 return False
             ctx.log.info("%s: address of an earlier configuration removed", key)
+            self._relist = True
         retry.succeeded(f"stale {key}")
         self.applied.remove(APPLIED_KIND, key)
         return True

@@ -389,3 +389,23 @@ def test_announce_with_arp_sends_one_gratuitous_arp(lab: Lab, runners: list[Runn
     assert "02:00:00:00:00:0a > ff:ff:ff:ff:ff:ff" in lines[0]
     assert "Request who-has 192.0.2.50 (ff:ff:ff:ff:ff:ff) tell 192.0.2.50" in lines[0]
     assert "192.0.2.10" not in capture.read_text()  # only the address that asks for it
+
+
+def test_replacing_a_primary_address_restores_its_secondaries(node: Node, runners: list[Runner]) -> None:
+    primary = {**A4, "address": "192.0.2.5/24"}
+    secondary = {**A4, "address": "192.0.2.10/24"}  # its ID sorts before the primary's
+    r = start(node, runners)
+    r.apply([primary], [])
+    r.apply([primary, secondary], [])
+    v4 = [a for a in node.ip_json("-4", "addr", "show", "dev", "eth0")[0]["addr_info"]]
+    assert [a["local"] for a in v4] == ["192.0.2.5", "192.0.2.10"]
+    assert v4[1].get("secondary") is True
+    # A flag change replaces the primary (delete + add); the kernel drops the secondary with it.
+    r.apply([{**primary, "flags": "permanent,noprefixroute"}, secondary], [])
+    wait_until(
+        lambda: set(addresses(node)) == {"192.0.2.5/24", "192.0.2.10/24"},
+        timeout=5,
+        what="both addresses back",
+    )
+    flags = {a["local"]: a for a in node.ip_json("-4", "addr", "show", "dev", "eth0")[0]["addr_info"]}
+    assert flags["192.0.2.5"].get("noprefixroute") is True

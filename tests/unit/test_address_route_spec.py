@@ -536,3 +536,28 @@ async def test_announce_only_when_added(state: State) -> None:
     assert sent == [("eth0", "02:00:00:00:00:01", parse_addr("10.0.0.50"))]
     await c.reconcile(ctx)
     assert len(sent) == 1  # adopted: no second announcement
+
+
+def test_ipv4_secondary_flag_is_the_kernels() -> None:
+    assert plan_address(aspec("10.0.0.6/24"), kaddr("10.0.0.6/24", 0x80 | 0x01), NOW) is Action.NONE
+
+
+async def test_a_flag_the_kernel_refuses_is_accepted_not_rewritten_forever(state: State) -> None:
+    class Dropping(FakeRtnl):
+        async def add_address(self, index: int, address: Any, scope: int, flags: int, **kw: Any) -> None:
+            await super().add_address(index, address, scope, flags & ~0x400, **kw)  # drops mcautojoin
+
+    fake = Dropping()
+    s = aspec(flags="permanent,mcautojoin")
+    state.put(NETWORK, ADDRESS_SPEC_TYPE, s.id(), s, OWNER)
+    c = AddressSpecController(Applied(), clock=lambda: NOW)
+    ctx = make(state, c, fake)
+    await c.reconcile(ctx)
+    await c.reconcile(ctx)
+    await c.reconcile(ctx)
+    assert fake.writes == [("add", "10.0.0.5/24")]
+    # a changed spec is applied again
+    s2 = aspec(flags="permanent,mcautojoin,noprefixroute")
+    state.put(NETWORK, ADDRESS_SPEC_TYPE, s.id(), s2, OWNER)
+    await c.reconcile(ctx)
+    assert fake.writes == [("add", "10.0.0.5/24"), ("del", "10.0.0.5/24"), ("add", "10.0.0.5/24")]
