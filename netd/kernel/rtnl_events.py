@@ -58,6 +58,8 @@ NETLINK_NO_ENOBUFS = 5
 # is cheaper than an unbounded backlog.
 MAX_QUEUED = 200_000
 
+READS_PER_WAKEUP = 256
+
 # A netlink datagram is at most 32 KiB (dump pages; events are smaller).
 RECV_SIZE = 64 << 10
 
@@ -104,6 +106,7 @@ class RtnlEvents:
         self.rcvbuf = rcvbuf
         self.overflowed = False
         self.overflows = 0
+        self.error: OSError | None = None
         self._queue: list[bytes] = []
         self._buf = bytearray(RECV_SIZE)
         self._sock: socket.socket | None = None
@@ -133,7 +136,9 @@ class RtnlEvents:
         if sock is None:
             return
         got = False
-        while True:
+        # A bounded number of reads per wake-up, so a flood cannot starve the loop;
+        # the reader fires again while data is left.
+        for _ in range(READS_PER_WAKEUP):
             try:
                 n = sock.recv_into(self._buf)
             except BlockingIOError:
@@ -143,7 +148,12 @@ class RtnlEvents:
                     self._overflow()
                     got = True
                     continue  # the socket stays usable; keep draining
-                raise
+                # Anything else is for the controller to see (it restarts and resyncs).
+                self.error = e
+                if self._loop is not None:
+                    self._loop.remove_reader(sock.fileno())
+                got = True
+                break
             if not n:
                 break
             self._queue.append(bytes(self._buf[:n]))
@@ -159,7 +169,10 @@ class RtnlEvents:
         self._queue.clear()
 
     def take(self) -> tuple[bool, list[bytes]]:
-        """(overflowed since the last take, raw datagrams queued since then)."""
+        """(overflowed since the last take, raw datagrams queued since then);
+        raises the socket's error if reading it failed."""
+        if self.error is not None:
+            raise self.error
         overflowed, queue = self.overflowed, self._queue
         self.overflowed = False
         self._queue = []
