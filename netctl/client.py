@@ -142,6 +142,8 @@ class Client:
         tls_key: str | None = None,
         tls_ca: str | None = None,
     ) -> None:
+        # grpc's own log lines (TLS handshake failures, ...) would add to our one-line errors.
+        os.environ.setdefault("GRPC_VERBOSITY", "NONE")
         import grpc
 
         from machined.api import machined_pb2_grpc as pb_grpc
