@@ -22,9 +22,13 @@ Specs going away are handled first (gateway routes before the link routes
 they may need), then — on the first reconcile after a start — the recorded
 routes no current spec wants (a changed config), then the running specs.
 
-Two normalisations the reference lacks keep steady state write-free: table
-``unspec`` means ``main``, and an IPv6 spec with priority 0 expects the
-kernel's default metric 1024.
+Normalisations the reference lacks keep steady state write-free: table
+``unspec`` means ``main``; an IPv6 spec with priority 0 expects the kernel's
+default metric 1024 and one with protocol ``unspec`` the kernel's ``boot``.
+Should the kernel still store a route differently from its spec (e.g. a flag
+it does not keep), the route it made is accepted (a warning, once) rather than
+deleted and added on every pass — which, with route events triggering the
+controller, would never stop.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from cosi import Context, Controller, Input, InputKind, Phase
 from netd.kernel.applied import Applied
 from netd.kernel.rtnl import ROUTE_GROUPS, KernelError, KernelRoute, NotFound, Rtnl, describe_route, watch
 from netd.netip import Prefix, format_addr
-from netd.resources.enums import ROUTE_FLAGS_COMPARE_MASK, RouteType, RoutingTable
+from netd.resources.enums import ROUTE_FLAGS_COMPARE_MASK, RouteProtocol, RouteType, RoutingTable
 from netd.resources.namespaces import NETWORK
 from netd.resources.route import ROUTE_SPEC_TYPE, RouteSpec
 
@@ -80,7 +84,7 @@ def desired_route(spec: RouteSpec, oif: int) -> KernelRoute:
         scope=int(spec.scope),
         type=int(spec.type) or int(RouteType.UNICAST),
         flags=int(spec.flags),
-        protocol=int(spec.protocol),
+        protocol=int(spec.protocol) or (int(RouteProtocol.BOOT) if family == socket.AF_INET6 else 0),
         mtu=spec.mtu,
     )
 
@@ -206,6 +210,8 @@ class RouteSpecController(Controller):
         self.retry: KernelRetry | None = None
         self._stale_done = False
         self._waiting: set[str] = set()
+        # spec ID → (spec, the kernel route made of it that does not match it)
+        self._accepted: dict[str, tuple[RouteSpec, KernelRoute]] = {}
 
     def inputs(self) -> Sequence[Input]:
         return [Input(NETWORK, ROUTE_SPEC_TYPE, InputKind.STRONG)]
@@ -294,6 +300,10 @@ class RouteSpecController(Controller):
             oif = idx
         self._waiting.discard(s.id)
         want = desired_route(spec, oif)
+        accepted = self._accepted.get(s.id)
+        if accepted is not None and accepted[0] == spec and accepted[1] in routes:
+            retry.succeeded(s.id)
+            return
         plan = plan_route(want, routes, self._ours(s.id, links))
         if plan.empty:
             retry.succeeded(s.id)
@@ -304,12 +314,23 @@ class RouteSpecController(Controller):
                 ctx.log.info("%s: removed differing route %s", s.id, describe_route(k))
             if plan.add is not None:
                 await rtnl.add_route(plan.add)
-                routes.append(plan.add)
         except KernelError as e:
             retry.failed(s.id, e)
             return
         retry.succeeded(s.id)
-        self.applied.add(APPLIED_KIND, s.id, route_record(want, spec.out_link_name))
+        self._accepted.pop(s.id, None)
+        before = set(routes)
+        routes[:] = await rtnl.routes()
+        created = want
+        if not any(same_key(want, k) and route_matches(want, k) for k in routes):
+            # The kernel stores the route differently from the spec (a flag it does not keep,
+            # a protocol it rewrites): accept what it made instead of rewriting it forever.
+            new = [k for k in routes if same_key(want, k) and k not in before]
+            if new:
+                created = new[0]
+                self._accepted[s.id] = (spec, created)
+                ctx.log.warning("%s: the kernel stores %s differently from the spec; accepted", s.id, created)
+        self.applied.add(APPLIED_KIND, s.id, route_record(created, spec.out_link_name))
         ctx.log.info("%s: route %s added", s.id, describe_route(want))
 
     async def _teardown(
@@ -341,6 +362,7 @@ class RouteSpecController(Controller):
         retry.succeeded(s.id)
         self.applied.remove(APPLIED_KIND, s.id)
         self._waiting.discard(s.id)
+        self._accepted.pop(s.id, None)
         return True
 
     async def _remove_stale(

@@ -409,3 +409,18 @@ def test_replacing_a_primary_address_restores_its_secondaries(node: Node, runner
     )
     flags = {a["local"]: a for a in node.ip_json("-4", "addr", "show", "dev", "eth0")[0]["addr_info"]}
     assert flags["192.0.2.5"].get("noprefixroute") is True
+
+
+def test_a_route_the_kernel_keeps_differently_is_not_rewritten_forever(
+    node: Node, runners: list[Runner]
+) -> None:
+    notify = {**route("inet4", "10.1.0.0/16", "192.0.2.1", metric=10), "flags": "notify"}  # not kept
+    unspec6 = route("inet6", "2001:db8:5::/64", metric=10, proto="unspec")  # stored as boot
+    r = start(node, runners)
+    r.apply([A4], [notify, unspec6])
+    assert {x[0] for x in our_routes(node)} == {"10.1.0.0/16", "2001:db8:5::/64"}
+    mon = Monitor(node)
+    r.apply([A4], [notify, unspec6])
+    time.sleep(0.5)
+    assert mon.stop() == []
+    assert r.logs().count("10.1.0.0/16 via 192.0.2.1 oif") == 1, r.logs()

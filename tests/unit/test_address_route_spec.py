@@ -561,3 +561,29 @@ async def test_a_flag_the_kernel_refuses_is_accepted_not_rewritten_forever(state
     state.put(NETWORK, ADDRESS_SPEC_TYPE, s.id(), s2, OWNER)
     await c.reconcile(ctx)
     assert fake.writes == [("add", "10.0.0.5/24"), ("del", "10.0.0.5/24"), ("add", "10.0.0.5/24")]
+
+
+def test_ipv6_protocol_unspec_is_the_kernels_boot() -> None:
+    spec = rspec("2001:db8::/64", family=Family.INET6, protocol=RouteProtocol.UNSPEC)
+    assert desired_route(spec, 2).protocol == int(RouteProtocol.BOOT)
+    assert desired_route(rspec("10.0.0.0/8", protocol=RouteProtocol.UNSPEC), 2).protocol == 0
+
+
+async def test_a_route_the_kernel_stores_differently_is_accepted(state: State) -> None:
+    class Dropping(FakeRtnl):
+        async def add_route(self, r: KernelRoute) -> None:
+            await super().add_route(replace(r, flags=0))  # the kernel does not keep RTM_F_NOTIFY
+
+    fake = Dropping()
+    s = rspec("10.1.0.0/16", "192.0.2.1", flags="notify")
+    state.put(NETWORK, ROUTE_SPEC_TYPE, s.id(), s, "network.RouteMergeController")
+    applied = Applied()
+    c = RouteSpecController(applied)
+    ctx = make(state, c, fake)
+    for _ in range(3):
+        await c.reconcile(ctx)
+    assert fake.writes == [("add", parse_prefix("10.1.0.0/16"))]
+    # the record describes the route the kernel made: teardown finds it
+    state.teardown(NETWORK, ROUTE_SPEC_TYPE, s.id(), "network.RouteMergeController")
+    await c.reconcile(ctx)
+    assert fake.route_list == [] and applied.items("route") == {}
