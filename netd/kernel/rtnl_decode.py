@@ -238,10 +238,11 @@ def _ip(raw: bytes) -> Addr | None:
 def route_status(msg: RouteMsg, link_names: Mapping[int, str]) -> RouteStatus:
     """RouteStatus of a route message; ``link_names`` maps ifindex → name."""
     dst: Prefix | None = None
-    if msg.dst:
-        ip = _ip(msg.dst)
-        if ip is not None:
-            dst = ipaddress.ip_interface((ip, msg.dst_len))
+    # From an int: ipaddress would turn an address object back into text and parse it.
+    if len(msg.dst) == 4:
+        dst = ipaddress.IPv4Interface((int.from_bytes(msg.dst, "big"), msg.dst_len))
+    elif len(msg.dst) == 16:
+        dst = ipaddress.IPv6Interface((int.from_bytes(msg.dst, "big"), msg.dst_len))
     return RouteStatus.model_construct(
         family=Family(msg.family),
         dst=dst,
