@@ -411,7 +411,8 @@ def test_cold_start_with_10k_routes(lab: Lab, tmp_path: Path) -> None:
     kernel = len(_kernel_routes(node))
     assert r.ready["routes"] == kernel >= 10000
     print(f"cold start with {kernel} routes: {r.ready['ready']:.3f} s")
-    assert r.ready["ready"] < 3.0
+    # ~0.5 s on an idle 2-CPU machine; the bound leaves room for a machine busy with other tests.
+    assert r.ready["ready"] < 5.0
 
 
 if __name__ == "__main__" and len(sys.argv) >= 4 and sys.argv[1] == "runner":
