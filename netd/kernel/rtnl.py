@@ -218,7 +218,9 @@ class Rtnl:
 
     async def _sock(self) -> AsyncIPRoute:
         if self._ipr is None:
-            self._ipr = AsyncIPRoute()
+            # groups=0: pyroute2 joins its default multicast groups otherwise, and the events
+            # would pile up unread in this request socket's queue.
+            self._ipr = AsyncIPRoute(groups=0)
             await self._ipr.setup_endpoint()
         return self._ipr
 

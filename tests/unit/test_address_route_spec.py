@@ -587,3 +587,13 @@ async def test_a_route_the_kernel_stores_differently_is_accepted(state: State) -
     state.teardown(NETWORK, ROUTE_SPEC_TYPE, s.id(), "network.RouteMergeController")
     await c.reconcile(ctx)
     assert fake.route_list == [] and applied.items("route") == {}
+
+
+async def test_request_socket_joins_no_multicast_group() -> None:
+    """Events would pile up unread in the reconcile socket's queue otherwise."""
+    from netd.kernel.rtnl import Rtnl
+
+    async with Rtnl() as rtnl:
+        sock = await rtnl._sock()
+        assert sock.status["groups"] == 0
+        assert any(link.name == "lo" for link in await rtnl.links())
