@@ -87,6 +87,7 @@ async def main(state_dir: str) -> None:
             },
             "applied": {k: sorted(applied.items(k)) for k in ("address", "route")},
             "restarts": rt.restarts,
+            "reconciles": {name: ctx.reconciles for name, ctx in rt.contexts.items()},
         }
         print(json.dumps(out), flush=True)
     await rt.stop()

@@ -247,10 +247,13 @@ def test_static_addresses_and_routes_then_idempotent(node: Node, runners: list[R
     assert v6.get("nodad") is True and not v6.get("tentative") and v6["valid_life_time"] == INFINITE
     assert our_routes(node) == EXPECTED_ROUTES
 
-    # The same desired set again: a reconcile that writes nothing.
+    # Another reconcile (a link event triggers both controllers) writes nothing.
     mon = Monitor(node)
-    first.apply([A4, A6], ALL_ROUTES)
+    node.sh("ip link add x0 type veth peer name x1")
+    time.sleep(0.3)
+    again = first.apply([A4, A6], ALL_ROUTES)
     assert mon.stop() == []
+    assert all(again["reconciles"][c] > out["reconciles"][c] for c in out["reconciles"]), again
 
     # A restart over the same kernel state (applied.json kept): adopts everything.
     first.stop()
