@@ -26,11 +26,16 @@ decoding (``tests/unit/test_rtnl_codec.py``). Sending and acks live in
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
+import operator
 import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
-from typing import Any, NamedTuple
+from dataclasses import field as dataclass_field
+from typing import Any, NamedTuple, TypeVar, cast
+
+from pydantic import BaseModel
 
 from netd.netip import Addr, Prefix
 from netd.resources.address import AddressSpec, AddressStatus
@@ -44,6 +49,8 @@ from netd.resources.enums import (
     Scope,
 )
 from netd.resources.route import RouteSpec, RouteStatus
+
+M = TypeVar("M", bound=BaseModel)
 
 # ---- netlink constants ------------------------------------------------------------------
 
@@ -83,59 +90,67 @@ def _align(n: int) -> int:
 
 
 class Kind:
-    """How one attribute value is written and read."""
+    """How one attribute value is written (a whole TLV) and read (from its payload)."""
 
-    def encode(self, value: Any) -> bytes:
+    def tlv(self, atype: int, value: Any) -> bytes:
         raise NotImplementedError
 
-    def decode(self, raw: memoryview) -> Any:
+    def decode(self, data: bytes, start: int, end: int) -> Any:
         raise NotImplementedError
+
+
+def _attr(atype: int, payload: bytes) -> bytes:
+    n = 4 + len(payload)
+    return _NLA.pack(n, atype) + payload + b"\0" * (_align(n) - n)
 
 
 class _Int(Kind):
     def __init__(self, fmt: str) -> None:
-        self.s = struct.Struct(fmt)
+        self.s = struct.Struct("=" + fmt)
+        self.len = 4 + self.s.size
+        self.tlv_s = struct.Struct("=HH" + fmt + "x" * (_align(self.len) - self.len))
 
-    def encode(self, value: Any) -> bytes:
-        return self.s.pack(int(value))
+    def tlv(self, atype: int, value: Any) -> bytes:
+        return self.tlv_s.pack(self.len, atype, int(value))
 
-    def decode(self, raw: memoryview) -> Any:
-        return self.s.unpack_from(raw)[0]
+    def decode(self, data: bytes, start: int, end: int) -> Any:
+        return self.s.unpack_from(data, start)[0]
 
 
 class _Str(Kind):
     """A NUL-terminated string (IFA_LABEL, IFLA_IFNAME, IFLA_INFO_KIND)."""
 
-    def encode(self, value: Any) -> bytes:
-        return str(value).encode() + b"\0"
+    def tlv(self, atype: int, value: Any) -> bytes:
+        return _attr(atype, str(value).encode() + b"\0")
 
-    def decode(self, raw: memoryview) -> Any:
-        return bytes(raw).split(b"\0", 1)[0].decode(errors="replace")
+    def decode(self, data: bytes, start: int, end: int) -> Any:
+        return data[start:end].split(b"\0", 1)[0].decode(errors="replace")
 
 
 class _IP(Kind):
-    """An IPv4 or IPv6 address, by its length."""
+    """An IPv4 or IPv6 address, by its length (4 and 16 bytes need no padding)."""
 
-    def encode(self, value: Any) -> bytes:
-        return bytes(value.packed)
+    def tlv(self, atype: int, value: Any) -> bytes:
+        packed: bytes = value.packed
+        return _NLA.pack(4 + len(packed), atype) + packed
 
-    def decode(self, raw: memoryview) -> Any:
-        n = len(raw)
+    def decode(self, data: bytes, start: int, end: int) -> Any:
+        n = end - start
         if n == 4:
-            return ipaddress.IPv4Address(bytes(raw))
+            return ipaddress.IPv4Address(data[start:end])
         if n == 16:
-            return ipaddress.IPv6Address(bytes(raw))
-        return bytes(raw)
+            return ipaddress.IPv6Address(data[start:end])
+        return data[start:end]
 
 
 class _MAC(Kind):
     """A hardware address as ``aa:bb:...`` (pyroute2's and LinkStatus' form)."""
 
-    def encode(self, value: Any) -> bytes:
-        return bytes.fromhex(str(value).replace(":", ""))
+    def tlv(self, atype: int, value: Any) -> bytes:
+        return _attr(atype, bytes.fromhex(str(value).replace(":", "")))
 
-    def decode(self, raw: memoryview) -> Any:
-        return ":".join(f"{b:02x}" for b in bytes(raw))
+    def decode(self, data: bytes, start: int, end: int) -> Any:
+        return data[start:end].hex(":")
 
 
 class CacheInfo(NamedTuple):
@@ -149,15 +164,16 @@ class CacheInfo(NamedTuple):
 
 class _CacheInfo(Kind):
     s = struct.Struct("=IIII")
+    tlv_s = struct.Struct("=HHIIII")
 
-    def encode(self, value: Any) -> bytes:
-        return self.s.pack(*value)
+    def tlv(self, atype: int, value: Any) -> bytes:
+        return self.tlv_s.pack(20, atype, *value)
 
-    def decode(self, raw: memoryview) -> Any:
-        return CacheInfo(*self.s.unpack_from(raw))
+    def decode(self, data: bytes, start: int, end: int) -> Any:
+        return CacheInfo(*self.s.unpack_from(data, start))
 
 
-U8, U16, U32, S32 = _Int("=B"), _Int("=H"), _Int("=I"), _Int("=i")
+U8, U16, U32, S32 = _Int("B"), _Int("H"), _Int("I"), _Int("i")
 STR, IP, MAC, CACHEINFO = _Str(), _IP(), _MAC(), _CacheInfo()
 
 
@@ -179,6 +195,22 @@ class Table:
     header_fields: tuple[str, ...]
     attrs: Mapping[int, Attr]
     record: type
+    #: Derived: the header getter and the encoding plan (atype, field, kind or nested plan).
+    getter: Any = dataclass_field(init=False, repr=False)
+    plan: tuple[tuple[int, str, Kind | None, tuple[tuple[int, str, Kind], ...]], ...] = dataclass_field(
+        init=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        plan: list[tuple[int, str, Kind | None, tuple[tuple[int, str, Kind], ...]]] = []
+        for atype, (name, kind) in self.attrs.items():
+            if isinstance(kind, Nested):
+                children = tuple((ct, cn, ck) for ct, (cn, ck) in kind.attrs.items())
+                plan.append((atype, name, None, children))
+            else:
+                plan.append((atype, name, kind, ()))
+        object.__setattr__(self, "getter", operator.attrgetter(*self.header_fields))
+        object.__setattr__(self, "plan", tuple(plan))
 
 
 # ---- records ------------------------------------------------------------------------------
@@ -360,29 +392,19 @@ TABLES: dict[int, Table] = {
 # ---- encoding -----------------------------------------------------------------------------
 
 
-def _attr(atype: int, payload: bytes) -> bytes:
-    n = 4 + len(payload)
-    return _NLA.pack(n, atype) + payload + b"\0" * (_align(n) - n)
-
-
-def _encode_attrs(attrs: Mapping[int, Attr], record: Any) -> bytes:
-    out = []
-    for atype, (name, kind) in attrs.items():
-        if isinstance(kind, Nested):
-            inner = _encode_attrs(kind.attrs, record)
-            if inner:
-                out.append(_attr(atype, inner))
-            continue
-        value = getattr(record, name)
-        if value is not None:
-            out.append(_attr(atype, kind.encode(value)))
-    return b"".join(out)
-
-
 def encode_body(table: Table, record: Any) -> bytes:
     """Header and attributes of ``record`` (no netlink header)."""
-    head = table.header.pack(*(getattr(record, f) for f in table.header_fields))
-    return head + _encode_attrs(table.attrs, record)
+    out = [table.header.pack(*table.getter(record))]
+    for atype, name, kind, children in table.plan:
+        if kind is not None:
+            value = getattr(record, name)
+            if value is not None:
+                out.append(kind.tlv(atype, value))
+            continue
+        inner = [ck.tlv(ct, v) for ct, cn, ck in children if (v := getattr(record, cn)) is not None]
+        if inner:
+            out.append(_attr(atype, b"".join(inner)))
+    return b"".join(out)
 
 
 def encode(msg_type: int, record: Any, flags: int = NLM_F_REQUEST, seq: int = 0, pid: int = 0) -> bytes:
@@ -403,11 +425,10 @@ def dump_request(msg_type: int, family: int = 0, seq: int = 0) -> bytes:
 # ---- decoding -----------------------------------------------------------------------------
 
 
-def _decode_attrs(
-    attrs: Mapping[int, Attr], data: memoryview, pos: int, end: int, out: dict[str, Any]
-) -> None:
+def _decode_attrs(attrs: Mapping[int, Attr], data: bytes, pos: int, end: int, out: dict[str, Any]) -> None:
+    unpack = _NLA.unpack_from
     while pos + 4 <= end:
-        alen, atype = _NLA.unpack_from(data, pos)
+        alen, atype = unpack(data, pos)
         if alen < 4 or pos + alen > end:
             break
         spec = attrs.get(atype & _NLA_TYPE_MASK)
@@ -416,17 +437,16 @@ def _decode_attrs(
             if isinstance(kind, Nested):
                 _decode_attrs(kind.attrs, data, pos + 4, pos + alen, out)
             else:
-                out[name] = kind.decode(data[pos + 4 : pos + alen])
-        pos += _align(alen)
+                out[name] = kind.decode(data, pos + 4, pos + alen)
+        pos += (alen + 3) & ~3
 
 
-def decode_body(table: Table, data: bytes | memoryview, offset: int = 0, end: int | None = None) -> Any:
+def decode_body(table: Table, data: bytes, offset: int = 0, end: int | None = None) -> Any:
     """The record of a message body (header + attributes) at ``offset``."""
-    view = memoryview(data)
-    end = len(view) if end is None else end
-    head = table.header.unpack_from(view, offset)
+    end = len(data) if end is None else end
+    head = table.header.unpack_from(data, offset)
     values: dict[str, Any] = dict(zip(table.header_fields, head, strict=True))
-    _decode_attrs(table.attrs, view, offset + table.header.size, end, values)
+    _decode_attrs(table.attrs, data, offset + table.header.size, end, values)
     return table.record(**values)
 
 
@@ -448,7 +468,7 @@ class Message(NamedTuple):
     body: Any
 
 
-def _decode_error(view: memoryview, pos: int, end: int, flags: int) -> NlError:
+def _decode_error(view: bytes, pos: int, end: int, flags: int) -> NlError:
     code = -_I32.unpack_from(view, pos)[0]
     text = ""
     if flags & NLM_F_ACK_TLVS:
@@ -460,14 +480,14 @@ def _decode_error(view: memoryview, pos: int, end: int, flags: int) -> NlError:
             if alen < 4:
                 break
             if atype & _NLA_TYPE_MASK == NLMSGERR_ATTR_MSG:
-                text = bytes(view[apos + 4 : apos + alen]).split(b"\0", 1)[0].decode(errors="replace")
+                text = view[apos + 4 : apos + alen].split(b"\0", 1)[0].decode(errors="replace")
             apos += _align(alen)
     return NlError(code, text)
 
 
 def iter_messages(data: bytes | memoryview) -> Iterator[Message]:
     """Decode every message of a datagram (a dump part, acks, or multicast events)."""
-    view = memoryview(data)
+    view = data if isinstance(data, bytes) else bytes(data)
     pos, total = 0, len(view)
     while pos + NLMSGHDR.size <= total:
         length, mtype, flags, seq, pid = NLMSGHDR.unpack_from(view, pos)
@@ -616,6 +636,95 @@ def route_from_spec(spec: RouteSpec, oif: int = 0) -> RouteRecord:
 
 
 # ---- records → statuses -------------------------------------------------------------------
+#
+# A cold start turns 10,000 route records into RouteStatus at once, and the
+# generic constructors dominate that: ``ipaddress.ip_interface`` ~20 µs (it
+# builds and validates a network), pydantic's ``model_construct`` ~10 µs, an
+# enum lookup ~1 µs each. The fast versions below build the same objects
+# directly; each is checked against the generic one at import and replaced by
+# it if they ever differ (another Python or pydantic version).
+
+
+def _interface_slow(ip: Addr, plen: int) -> Prefix:
+    return ipaddress.ip_interface((ip, plen))
+
+
+def _interface_fast(ip: Addr, plen: int) -> Prefix:
+    a: Any = ip
+    if a.version == 4:
+        net_cls: Any = ipaddress.IPv4Network
+        itf_cls: Any = ipaddress.IPv4Interface
+    else:
+        net_cls, itf_cls = ipaddress.IPv6Network, ipaddress.IPv6Interface
+    mask, plen = net_cls._make_netmask(plen)
+    net = net_cls.__new__(net_cls)
+    net.network_address = type(a)(a._ip & mask._ip)
+    net.netmask = mask
+    net._prefixlen = plen
+    if plen == a.max_prefixlen - 1:
+        net.hosts = net.__iter__
+    elif plen == a.max_prefixlen:
+        net.hosts = lambda: [type(a)(a._ip)]
+    itf = itf_cls.__new__(itf_cls)
+    itf._ip = a._ip
+    if a.version == 6:
+        itf._scope_id = None
+    itf.network = net
+    itf.netmask = mask
+    itf._prefixlen = plen
+    return cast(Prefix, itf)
+
+
+def _construct_fast(cls: type[M], values: dict[str, Any]) -> M:
+    """``cls.model_construct(**values)`` for a model without private attributes,
+    when ``values`` has every field."""
+    m = cls.__new__(cls)
+    setattr_ = object.__setattr__
+    setattr_(m, "__dict__", values)
+    setattr_(m, "__pydantic_fields_set__", set(values))
+    setattr_(m, "__pydantic_extra__", None)
+    setattr_(m, "__pydantic_private__", None)
+    return m
+
+
+def _construct_slow(cls: type[M], values: dict[str, Any]) -> M:
+    return cls.model_construct(**values)
+
+
+def _same_interface(got: Any, want: Any) -> bool:
+    if not (got == want and str(got) == str(want) and hash(got) == hash(want)):
+        return False
+    gn, wn = got.network, want.network
+    if not (gn == wn and str(gn) == str(wn) and gn.broadcast_address == wn.broadcast_address):
+        return False
+    return wn.num_addresses > 4 or list(gn.hosts()) == list(wn.hosts())
+
+
+def _self_check() -> tuple[Any, Any]:
+    interface: Any = _interface_fast
+    samples = ("10.1.2.3/24", "10.0.0.1/31", "10.0.0.1/32", "0.0.0.0/0", "2001:db8::1/64", "fe80::1/127",
+               "2001:db8::1/128", "::/0")  # fmt: skip
+    for text in samples:
+        want = ipaddress.ip_interface(text)
+        if not _same_interface(_interface_fast(want.ip, want.network.prefixlen), want):
+            interface = _interface_slow
+    construct: Any = _construct_fast
+    sample = {name: f.get_default(call_default_factory=True) for name, f in RouteStatus.model_fields.items()}
+    a, b = _construct_fast(RouteStatus, dict(sample)), RouteStatus.model_construct(**sample)
+    if a != b or a.model_dump() != b.model_dump() or a.model_fields_set != b.model_fields_set:
+        construct = _construct_slow
+    return interface, construct
+
+
+def _cached(cls: Any) -> Any:
+    """``cls(value)`` memoized: enum lookups by kernel number."""
+    return functools.cache(cls)
+
+
+_interface, _construct = _self_check()
+_as_family, _as_scope, _as_table = _cached(Family), _cached(Scope), _cached(RoutingTable)
+_as_rtype, _as_rproto = _cached(RouteType), _cached(RouteProtocol)
+_as_rflags, _as_aflags = _cached(RouteFlags), _cached(AddressFlags)
 
 
 def route_status(r: RouteRecord, link_names: Mapping[int, str]) -> RouteStatus:
@@ -623,37 +732,39 @@ def route_status(r: RouteRecord, link_names: Mapping[int, str]) -> RouteStatus:
     ``table`` is the header byte); ``link_names`` maps ifindex → name."""
     dst: Prefix | None = None
     if r.dst is not None and not isinstance(r.dst, bytes):
-        dst = ipaddress.ip_interface((r.dst, r.dst_len))
+        dst = _interface(r.dst, r.dst_len)
     oif = r.oif or 0
-    return RouteStatus.model_construct(
-        family=Family(r.family),
-        dst=dst,
-        src=r.prefsrc,
-        gateway=r.gateway,
-        out_link_index=oif,
-        out_link_name=link_names.get(oif, "") if oif else "",
-        table=RoutingTable(r.table),
-        priority=r.priority or 0,
-        scope=Scope(r.scope),
-        type=RouteType(r.type),
-        flags=RouteFlags(r.flags),
-        protocol=RouteProtocol(r.protocol),
-        mtu=r.mtu or 0,
-    )
+    values = {
+        "family": _as_family(r.family),
+        "dst": dst,
+        "src": r.prefsrc,
+        "gateway": r.gateway,
+        "out_link_index": oif,
+        "out_link_name": link_names.get(oif, "") if oif else "",
+        "table": _as_table(r.table),
+        "priority": r.priority or 0,
+        "scope": _as_scope(r.scope),
+        "type": _as_rtype(r.type),
+        "flags": _as_rflags(r.flags),
+        "protocol": _as_rproto(r.protocol),
+        "mtu": r.mtu or 0,
+    }
+    return cast(RouteStatus, _construct(RouteStatus, values))
 
 
 def address_status(a: AddressRecord, link_name: str) -> AddressStatus:
     """The AddressStatus of an address record (as :func:`netd.kernel.rtnl_decode.address_status`)."""
     ip = a.ip
-    return AddressStatus.model_construct(
-        address=ipaddress.ip_interface((ip, a.prefixlen)) if ip is not None else None,
-        local=a.local if a.local is not None and a.local != a.address and a.address is not None else None,
-        broadcast=a.broadcast,
-        anycast=None,
-        multicast=None,
-        link_index=a.index,
-        link_name=link_name,
-        family=Family(a.family),
-        scope=Scope(a.scope),
-        flags=AddressFlags(a.all_flags),
-    )
+    values = {
+        "address": _interface(ip, a.prefixlen) if ip is not None and not isinstance(ip, bytes) else None,
+        "local": a.local if a.local is not None and a.local != a.address and a.address is not None else None,
+        "broadcast": a.broadcast,
+        "anycast": None,
+        "multicast": None,
+        "link_index": a.index,
+        "link_name": link_name,
+        "family": _as_family(a.family),
+        "scope": _as_scope(a.scope),
+        "flags": _as_aflags(a.all_flags),
+    }
+    return cast(AddressStatus, _construct(AddressStatus, values))

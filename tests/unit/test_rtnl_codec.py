@@ -22,7 +22,7 @@ from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from netd.kernel import rtnl_codec as c
 from netd.kernel import rtnl_decode
-from netd.netip import parse_addr, parse_prefix
+from netd.netip import format_prefix, parse_addr, parse_prefix
 from netd.resources.address import AddressSpec
 from netd.resources.enums import (
     AddressFlags,
@@ -378,6 +378,23 @@ def test_address_status_matches_rtnl_decode(a: c.AddressRecord) -> None:
     ours = c.address_status(only(data).body, "eth0")
     theirs = rtnl_decode.address_status(msg, "eth0")
     assert ours.model_dump() == theirs.model_dump()
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from([2, 10]).flatmap(lambda f: st.tuples(ips(f), st.integers(0, 32 if f == 2 else 128))))
+def test_fast_interface_is_ip_interface(ip_plen: tuple[Any, int]) -> None:
+    ip, plen = ip_plen
+    want = ipaddress.ip_interface((ip, plen))
+    got = c._interface_fast(ip, plen)
+    assert c._interface is c._interface_fast  # the import-time check kept the fast one
+    assert c._same_interface(got, want)
+    assert (got.ip, got.network, got.with_prefixlen, got.is_private) == (
+        want.ip,
+        want.network,
+        want.with_prefixlen,
+        want.is_private,
+    )
+    assert format_prefix(got) == format_prefix(want)
 
 
 # ---- specs → messages ---------------------------------------------------------------------------
