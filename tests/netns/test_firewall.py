@@ -459,3 +459,95 @@ def test_runner_survives_reapply_timing(lab: Lab) -> None:
         "tcp,192.0.2.1,8081": True,
         "tcp,192.0.2.1,8080": False,
     }
+
+
+EVERY_MATCHER = """\
+import json
+from netd.kernel.nftables import LibNftables, build_batch, chains_in_listing, compile_ruleset
+from netd.resources.nftables import NfTablesChain
+
+chains = {k: NfTablesChain.model_validate(v) for k, v in json.loads(open(0).read()).items()}
+nft = LibNftables()
+listing = nft.list_table()
+nft.apply(build_batch(compile_ruleset(chains), chains_in_listing(listing) if listing else []))
+print(json.dumps(nft.list_table()))
+"""
+
+
+def test_every_matcher_is_accepted_by_the_kernel(lab: Lab) -> None:
+    """Rules using each NfTablesRule matcher (KubeSpan-style ones too) commit in one batch."""
+    node = lab.node("n")
+    mark = {"mask": 0x60, "xor": 0, "value": 0x20}
+    chains = {
+        "ingress": {
+            "type": "filter",
+            "hook": "input",
+            "priority": "filter",
+            "policy": "accept",
+            "rules": [
+                {"matchIIfName": {"interfaceName": ["lo"], "operator": "!="}, "verdict": "accept"},
+                {"matchConntrackState": {"states": ["new"]}, "matchMark": mark, "anonymousCounter": True},
+                {
+                    "matchSourceAddress": {
+                        "includeSubnets": ["10.0.0.0/8", "2001:db8::/32", "192.0.2.7/32"],
+                        "excludeSubnets": ["10.1.0.0/16", "2001:db8:1::/48"],
+                    },
+                    "matchDestinationAddress": {"includeSubnets": ["0.0.0.0/0"], "invert": True},
+                    "matchLayer4": {
+                        "protocol": "udp",
+                        "matchSourcePort": {"ranges": [{"lo": 1, "hi": 1023}]},
+                        "matchDestinationPort": {"ranges": [{"lo": 53, "hi": 53}, {"lo": 54, "hi": 60}]},
+                    },
+                    "verdict": "drop",
+                },
+            ],
+        },
+        "kubespan_prerouting": {
+            "type": "filter",
+            "hook": "prerouting",
+            "priority": "mangle",
+            "policy": "accept",
+            "rules": [
+                {"matchMark": mark, "verdict": "accept"},
+                {
+                    "matchDestinationAddress": {"includeSubnets": ["10.5.0.0/24", "fd00::/64"]},
+                    "setMark": {"mask": 0xFFFFFF9F, "xor": 0x20},
+                    "verdict": "accept",
+                },
+            ],
+        },
+        "kubespan_outgoing": {
+            "type": "route",
+            "hook": "output",
+            "priority": "filter",
+            "policy": "accept",
+            "rules": [
+                {
+                    "matchOIfName": {"interfaceName": ["kubespan"], "operator": "=="},
+                    "matchLayer4": {"protocol": "tcp"},
+                    "clampMSS": {"mtu": 1420},
+                },
+            ],
+        },
+    }
+    script = node.dir / "every.py"
+    script.write_text(EVERY_MATCHER)
+    out = node.run([PY, str(script)], input=json.dumps(chains), timeout=60).stdout
+    items = json.loads(out)["nftables"]
+    assert sorted(chains_of(items)) == ["ingress", "kubespan_outgoing", "kubespan_prerouting"]
+    rules = [i["rule"] for i in items if "rule" in i]
+    # ingress: 1 + 1 + 1 (the third: daddr "not any IPv4" leaves only its IPv6 part)
+    assert [r["chain"] for r in rules].count("ingress") == 3
+    assert [r["chain"] for r in rules].count("kubespan_prerouting") == 3  # 1 + (IPv4, IPv6)
+    assert [r["chain"] for r in rules].count("kubespan_outgoing") == 2  # MSS clamp per family
+    text = node.run(["nft", "list", "table", "inet", "talos"]).stdout
+    assert "maxseg size set 1380" in text and "maxseg size set 1360" in text
+    assert "2001:db8::-2001:db8:0:ffff:ffff:ffff:ffff:ffff" in text or "2001:db8::/48" in text
+    assert "udp sport 1-1023" in text or "udp sport { 1-1023 }" in text
+    # a second run (existing chains deleted in the same batch) gives the same ruleset
+    again = json.loads(node.run([PY, str(script)], input=json.dumps(chains), timeout=60).stdout)["nftables"]
+    assert len([i for i in again if "rule" in i]) == len(rules)
+
+
+def chains_of(items: list[dict[str, Any]]) -> list[str]:
+    return [i["chain"]["name"] for i in items if "chain" in i]

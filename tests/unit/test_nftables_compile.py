@@ -396,3 +396,62 @@ def test_digests() -> None:
 def test_port_payload_protocol(proto: Protocol, name: str) -> None:
     (expr,) = compile_rule(port_rule(["10.0.0.0/8"], protocol=proto))
     assert expr[0] == l4(name) and dport(name, [10250]) in expr
+
+
+# ---- the libnftables adapter, with a fake binding --------------------------------------------
+
+
+class _FakeNftables:
+    answers: list[tuple[int, Any, str]] = []
+
+    def __init__(self) -> None:
+        self.calls: list[Any] = []
+
+    def set_json_output(self, v: bool) -> None:
+        pass
+
+    def set_handle_output(self, v: bool) -> None:
+        pass
+
+    def json_cmd(self, doc: Any) -> tuple[int, Any, str]:
+        self.calls.append(doc)
+        return self.answers.pop(0)
+
+
+def _fake_module(monkeypatch: pytest.MonkeyPatch, cls: Any) -> None:
+    import sys
+    import types
+
+    mod = types.ModuleType("nftables")
+    mod.Nftables = cls  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "nftables", mod)
+
+
+def test_libnftables_missing_library_is_an_nftables_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from netd.kernel.nftables import LibNftables, NftablesError
+
+    def broken() -> None:
+        raise OSError("libnftables.so.1: cannot open shared object file")
+
+    _fake_module(monkeypatch, broken)
+    with pytest.raises(NftablesError, match="libnftables unavailable"):
+        LibNftables().list_table()
+
+
+def test_libnftables_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from netd.kernel.nftables import LibNftables, NftablesError
+
+    _fake_module(monkeypatch, _FakeNftables)
+    _FakeNftables.answers = [
+        (1, "", "Error: No such file or directory; did you mean table 'x'?"),  # no table yet
+        (0, {"nftables": [{"table": {"family": "inet", "name": "talos"}}]}, ""),
+        (1, "", "Error: Could not process rule: Operation not supported\n"),  # no nf_tables
+        (1, "", "Error: Could not process rule: Operation not supported\n"),
+    ]
+    nft = LibNftables()
+    assert nft.list_table() is None
+    assert nft.list_table() == {"nftables": [{"table": {"family": "inet", "name": "talos"}}]}
+    with pytest.raises(NftablesError, match="Operation not supported"):
+        nft.list_table()
+    with pytest.raises(NftablesError, match="Operation not supported"):
+        nft.apply(build_batch(compile_ruleset({}), []))
