@@ -361,16 +361,20 @@ def test_lease_lifetimes(node: Node, runners: list[Runner]) -> None:
 
     # A renewal (the spec changes) updates the lifetimes in place: no delete.
     renewed = {**lease4, "validUntil": _ts(7200), "preferredUntil": _ts(3600)}
+    renewed6 = {**lease6, "validUntil": _ts(900), "preferredUntil": _ts(300)}
     mon = Monitor(node)
-    r.apply([renewed, lease6], [])
+    r.apply([renewed, renewed6], [])
     events = mon.stop()
     assert events and not any("Deleted" in e for e in events), events
-    v4 = addresses(node)["192.0.2.10/24"]
+    v4, v6 = addresses(node)["192.0.2.10/24"], addresses(node)["2001:db8:1::10/64"]
     assert 7190 <= v4["valid_life_time"] <= 7200 and 3590 <= v4["preferred_life_time"] <= 3600
+    assert 890 <= v6["valid_life_time"] <= 900 and 290 <= v6["preferred_life_time"] <= 300
+    assert v6.get("nodad") is True
 
     # A lease-less spec again: the address becomes permanent.
-    r.apply([A4, lease6], [])
+    r.apply([A4, A6], [])
     assert addresses(node)["192.0.2.10/24"]["valid_life_time"] == INFINITE
+    assert addresses(node)["2001:db8:1::10/64"]["valid_life_time"] == INFINITE
 
 
 def test_announce_with_arp_sends_one_gratuitous_arp(lab: Lab, runners: list[Runner]) -> None:
