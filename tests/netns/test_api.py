@@ -346,8 +346,9 @@ def test_bad_tls_files_stop_machined_before_it_touches_anything(lab: Lab) -> Non
     cfg.write_text(CONFIG)
     r = node.run(
         [
-            MACHINED, "--config", str(cfg), "--state-dir", str(node.state_dir), "--etc-dir", str(node.etc_dir),
-            "--api", str(node.dir / "api.sock"), "--listen-tcp", "127.0.0.1:50001",
+            MACHINED, "--config", str(cfg), "--state-dir", str(node.state_dir),
+            "--etc-dir", str(node.etc_dir), "--api", str(node.dir / "api.sock"),
+            "--listen-tcp", "127.0.0.1:50001",
             "--tls-cert", "/nonexistent.crt", "--tls-key", "/nonexistent.key", "--tls-ca", "/nonexistent.ca",
         ],
         check=False, timeout=60,
