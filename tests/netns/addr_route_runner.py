@@ -56,8 +56,8 @@ async def main(state_dir: str) -> None:
             a = AddressSpec.model_validate(d)
             want[(ADDRESS_SPEC_TYPE, a.id())] = a
         for d in cmd.get("routes", []):
-            r = RouteSpec.model_validate(d)
-            want[(ROUTE_SPEC_TYPE, r.id())] = r
+            rs = RouteSpec.model_validate(d)
+            want[(ROUTE_SPEC_TYPE, rs.id())] = rs
         for type_ in (ADDRESS_SPEC_TYPE, ROUTE_SPEC_TYPE):
             for res in state.list(NETWORK, type_):
                 if (type_, res.md.id) not in want:
