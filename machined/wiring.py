@@ -9,7 +9,9 @@ from netd.kernel.applied import Applied
 
 def source_controllers(cmdline: str, platform_config: str | None, state_dir: str) -> list[Controller]:
     """Phase 1: observe the kernel, compute and merge the desired state."""
-    return [*config_controllers(cmdline, platform_config, state_dir, write_cache=True)]
+    from netd.controllers.status import status_controllers
+
+    return [*status_controllers(), *config_controllers(cmdline, platform_config, state_dir, write_cache=True)]
 
 
 def kernel_controllers(applied: Applied, etc_dir: str) -> list[Controller]:
