@@ -57,6 +57,7 @@ lint: venv
 
 bench: setup
 	$(BIN)/python bench/runtime.py
+	$(BIN)/python bench/apply.py
 
 demo: setup
 	$(BIN)/python -m demo

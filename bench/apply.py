@@ -1,0 +1,341 @@
+"""Applying routes and addresses to the kernel: our batched codec against ``ip -batch``.
+
+Creates its own network namespace (``netd-bench-<pid>``, removed also on
+failure and Ctrl-C) with a veth pair, then for each case
+
+* **ours**: re-executes itself inside the namespace (``--inner``), builds the
+  RouteSpecs/AddressSpecs (not timed) and times spec → message encoding, the
+  batched sends and the last ack (:mod:`netd.kernel.rtnl_batch`);
+* **ip -batch**: ``ip -n <ns> -batch FILE`` adding the same objects
+  (process start included, as a user would run it);
+
+flushing between runs, median of ``--reps`` runs. Then "observe cold start":
+with 10,000 routes in the namespace, the time until every RouteStatus exists
+in a ``cosi.State``, decoded by our codec, and by the RouteStatusController of
+:mod:`netd.controllers.status` started in a ``cosi.Runtime`` (its own struct
+parser). Prints a table, then ``ratio_vs_ip_batch=<x>`` (10,000 routes) last.
+
+Not measured here: steady-state netlink writes/min and machined's RSS with
+10,000 routes (they need machined running with such a config); the RSS line is
+the peak RSS of the process holding the 10,000 RouteStatus resources.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+ROUTE_TABLE = 100
+GATEWAY = "192.0.2.1"
+ROUTE_LINK = "v0"  # holds 192.0.2.10/24, so the gateway is reachable
+ADDR_LINK = "v1"
+
+
+def route_dst(i: int) -> str:
+    return (
+        f"10.{(i >> 8) & 255}.{i & 255}.0/24" if i < 65536 else f"11.{(i >> 16) & 255}.{(i >> 8) & 255}.0/24"
+    )
+
+
+def addr_ip(i: int) -> str:
+    return f"172.16.{(i >> 8) & 255}.{i & 255}/32"
+
+
+# ---- inside the namespace -------------------------------------------------------------------
+
+
+def inner_routes(n: int) -> dict[str, Any]:
+    from netd.kernel import rtnl_codec as c
+    from netd.kernel.rtnl_batch import Request, RtnlBatch
+    from netd.netip import parse_addr, parse_prefix
+    from netd.resources.enums import ConfigLayer, Family, RouteProtocol, RouteType, RoutingTable, Scope
+    from netd.resources.route import RouteSpec
+
+    gw = parse_addr(GATEWAY)
+    specs = [
+        RouteSpec(
+            family=Family.INET4,
+            dst=parse_prefix(route_dst(i)),
+            gateway=gw,
+            out_link_name=ROUTE_LINK,
+            table=RoutingTable(ROUTE_TABLE),
+            priority=1024,
+            scope=Scope.GLOBAL,
+            type=RouteType.UNICAST,
+            protocol=RouteProtocol.STATIC,
+            layer=ConfigLayer.CONFIGURATION,
+        )
+        for i in range(n)
+    ]
+    with RtnlBatch() as b:
+        t0 = time.perf_counter()
+        oif = socket.if_nametoindex(ROUTE_LINK)
+        res = b.run([Request(c.RTM_NEWROUTE, c.CREATE_EXCL, c.route_from_spec(s, oif)) for s in specs])
+        t1 = time.perf_counter()
+    return {"seconds": t1 - t0, "errors": len(res.failed())}
+
+
+def inner_addresses(n: int) -> dict[str, Any]:
+    from netd.kernel import rtnl_codec as c
+    from netd.kernel.rtnl_batch import Request, RtnlBatch
+    from netd.netip import parse_prefix
+    from netd.resources.address import AddressSpec
+    from netd.resources.enums import ConfigLayer
+
+    specs = [
+        AddressSpec.configured(parse_prefix(addr_ip(i)), ADDR_LINK, ConfigLayer.CONFIGURATION)
+        for i in range(n)
+    ]
+    with RtnlBatch() as b:
+        t0 = time.perf_counter()
+        index = socket.if_nametoindex(ADDR_LINK)
+        res = b.run([Request(c.RTM_NEWADDR, c.CREATE_EXCL, c.address_from_spec(s, index)) for s in specs])
+        t1 = time.perf_counter()
+    return {"seconds": t1 - t0, "errors": len(res.failed())}
+
+
+async def _cold_ours() -> tuple[float, int]:
+    from cosi import State
+    from netd.kernel import rtnl_codec as c
+    from netd.kernel.rtnl_batch import RtnlBatch
+    from netd.resources import register_all
+    from netd.resources.namespaces import NETWORK
+    from netd.resources.route import ROUTE_STATUS_TYPE
+
+    state = State()
+    register_all(state)
+    t0 = time.perf_counter()
+    async with RtnlBatch() as b:
+        names = {lk.index: lk.ifname or "" for lk in await b.dump_async(c.RTM_GETLINK) if lk.family != 7}
+        routes = await b.dump_async(c.RTM_GETROUTE)
+    for r in routes:
+        if r.family in (2, 10):
+            status = c.route_status(r, names)
+            state.put(NETWORK, ROUTE_STATUS_TYPE, status.id(), status, owner="bench")
+    t1 = time.perf_counter()
+    return t1 - t0, len(state.list(NETWORK, ROUTE_STATUS_TYPE))
+
+
+async def _cold_controller(expected: int) -> tuple[float, int]:
+    from cosi import Runtime, State
+    from netd.controllers.status import RouteStatusController
+    from netd.resources import register_all
+    from netd.resources.namespaces import NETWORK
+    from netd.resources.route import ROUTE_STATUS_TYPE
+
+    state = State()
+    register_all(state)
+    rt = Runtime(state)
+    rt.register(RouteStatusController())
+    t0 = time.perf_counter()
+    rt.start()
+    try:
+        deadline = t0 + 60
+        while len(state.list(NETWORK, ROUTE_STATUS_TYPE)) < expected and time.perf_counter() < deadline:
+            await asyncio.sleep(0.001)
+        t1 = time.perf_counter()
+    finally:
+        await rt.stop()
+    return t1 - t0, len(state.list(NETWORK, ROUTE_STATUS_TYPE))
+
+
+async def _cold_pyroute2() -> tuple[float, int]:
+    from pyroute2 import AsyncIPRoute
+
+    t0 = time.perf_counter()
+    async with AsyncIPRoute() as ipr:
+        n = 0
+        async for _msg in await ipr.route("dump", family=socket.AF_UNSPEC):
+            n += 1
+    return time.perf_counter() - t0, n
+
+
+def inner_cold(n: int) -> dict[str, Any]:
+    inner_routes(n)  # the namespace now holds n routes (not timed here)
+    out: dict[str, Any] = {}
+    ours, count = asyncio.run(_cold_ours())
+    out["ours"], out["count"] = ours, count
+    out["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    try:
+        theirs, tcount = asyncio.run(_cold_controller(count))
+        out["controller"], out["controller_count"] = theirs, tcount
+    except ImportError as e:
+        out["controller_error"] = str(e)
+    pr, pcount = asyncio.run(_cold_pyroute2())
+    out["pyroute2_dump"], out["pyroute2_count"] = pr, pcount
+    return out
+
+
+INNER = {"routes": inner_routes, "addresses": inner_addresses, "cold": inner_cold}
+
+
+# ---- outside: namespace, ip -batch, the table --------------------------------------------------
+
+
+def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(args), check=check, capture_output=True, text=True)
+
+
+class Namespace:
+    """The bench's namespace: created with a veth pair, removed on exit (also on signals)."""
+
+    def __init__(self) -> None:
+        self.name = f"netd-bench-{os.getpid()}"
+
+    def __enter__(self) -> Namespace:
+        sh("ip", "netns", "add", self.name)
+        try:
+            for cmd in (
+                "link set lo up",
+                f"link add {ROUTE_LINK} type veth peer name {ADDR_LINK}",
+                f"link set {ROUTE_LINK} up",
+                f"link set {ADDR_LINK} up",
+                f"addr add 192.0.2.10/24 dev {ROUTE_LINK}",
+            ):
+                sh("ip", "-n", self.name, *cmd.split())
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        sh("ip", "netns", "del", self.name, check=False)
+
+    def ip(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return sh("ip", "-n", self.name, *args, check=check)
+
+    def inner(self, case: str, n: int) -> dict[str, Any]:
+        me = str(Path(__file__).resolve())
+        cmd = ["ip", "netns", "exec", self.name, sys.executable, me, "--inner", case, "-n", str(n)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+        return dict(json.loads(out.strip().splitlines()[-1]))
+
+    def ip_batch(self, lines: list[str]) -> float:
+        with tempfile.NamedTemporaryFile("w", prefix="netd-bench-", suffix=".batch") as f:
+            f.write("\n".join(lines) + "\n")
+            f.flush()
+            t0 = time.perf_counter()
+            r = sh("ip", "-n", self.name, "-batch", f.name, check=False)
+            t1 = time.perf_counter()
+        if r.returncode != 0:
+            raise RuntimeError(f"ip -batch failed: {r.stderr.strip()[:500]}")
+        return t1 - t0
+
+    def count_routes(self) -> int:
+        out = self.ip("-j", "route", "show", "table", str(ROUTE_TABLE)).stdout.strip()
+        return len(json.loads(out)) if out else 0
+
+    def count_addresses(self) -> int:
+        links = json.loads(self.ip("-j", "addr", "show", "dev", ADDR_LINK).stdout)
+        return sum(1 for lk in links for a in lk["addr_info"] if a["family"] == "inet")
+
+    def flush(self) -> None:
+        self.ip("route", "flush", "table", str(ROUTE_TABLE), check=False)  # fails when empty
+        self.ip("-4", "addr", "flush", "dev", ADDR_LINK)
+
+
+def run_case(ns: Namespace, what: str, n: int, reps: int) -> tuple[float, float]:
+    if what == "routes":
+        how = f"via {GATEWAY} dev {ROUTE_LINK} proto static metric 1024 table {ROUTE_TABLE}"
+        lines = [f"route add {route_dst(i)} {how}" for i in range(n)]
+        count = ns.count_routes
+    else:
+        lines = [f"addr add {addr_ip(i)} dev {ADDR_LINK}" for i in range(n)]
+        count = ns.count_addresses
+    ours: list[float] = []
+    theirs: list[float] = []
+    for _ in range(reps):
+        ns.flush()
+        got = ns.inner(what, n)
+        if got["errors"] or count() != n:
+            raise RuntimeError(f"ours: {what} N={n}: {got['errors']} errors, {count()} in the kernel")
+        ours.append(got["seconds"])
+        ns.flush()
+        theirs.append(ns.ip_batch(lines))
+        if count() != n:
+            raise RuntimeError(f"ip -batch: {what} N={n}: {count()} in the kernel")
+    ns.flush()
+    return statistics.median(ours), statistics.median(theirs)
+
+
+def outer(reps: int, cold_n: int) -> int:
+    if os.geteuid() != 0:
+        print("bench/apply.py needs root (network namespaces)", file=sys.stderr)
+        return 2
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    rows: list[tuple[str, int, float, float]] = []
+    with Namespace() as ns:
+        for what, n in (("routes", 1_000), ("routes", 10_000), ("addresses", 1_000)):
+            ours, theirs = run_case(ns, what, n, reps)
+            rows.append((f"add {what}", n, ours, theirs))
+        cold = ns.inner("cold", cold_n)
+
+    print(f"{'what':<16} {'N':>7} {'ours s':>9} {'ip -batch s':>12} {'ratio':>7}")
+    for what, n, ours, theirs in rows:
+        print(f"{what:<16} {n:>7} {ours:>9.3f} {theirs:>12.3f} {ours / theirs:>7.2f}")
+    print()
+    print(f"observe, {cold_n} routes in the namespace ({cold['count']} RouteStatus)            value   goal")
+    obs = [("cold start, our codec: dump + decode + State.put", f"{cold['ours']:.3f} s", "<= 0.5 s")]
+    if "controller" in cold:
+        obs.append(("cold start, status.RouteStatusController", f"{cold['controller']:.3f} s", "<= 0.5 s"))
+    else:
+        obs.append(("cold start, status.RouteStatusController", "n/a", cold.get("controller_error", "")))
+    obs += [
+        (f"pyroute2 route dump alone ({cold['pyroute2_count']} msgs)", f"{cold['pyroute2_dump']:.3f} s", ""),
+        ("peak RSS, process holding the RouteStatus", f"{cold['rss_mb']:.0f} MB", "< 250 MB (machined)"),
+        ("steady state: netlink writes/min, machined RSS", "not run", "needs machined"),
+    ]
+    for what, value, goal in obs:
+        print(f"{what:<58} {value:>9}   {goal}")
+    ratio = next(ours / theirs for what, n, ours, theirs in rows if what == "add routes" and n == 10_000)
+    print(f"goal <= 2x ip -batch at N=10,000 routes: {'met' if ratio <= 2 else 'NOT met'}")
+    print(f"ratio_vs_ip_batch={ratio:.2f}")
+    return 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--inner", choices=sorted(INNER), help=argparse.SUPPRESS)
+    p.add_argument("-n", type=int, default=10_000, help=argparse.SUPPRESS)
+    p.add_argument("--reps", type=int, default=3, help="runs per case (median)")
+    p.add_argument("--cold-n", type=int, default=10_000, help="routes for the cold-start observation")
+    args = p.parse_args()
+    if args.inner:
+        print(json.dumps(INNER[args.inner](args.n)))
+        return 0
+    try:
+        return outer(args.reps, args.cold_n)
+    except KeyboardInterrupt:
+        print("interrupted; namespace removed", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(BrokenPipeError):
+        sys.exit(main())
