@@ -44,7 +44,6 @@ async def main() -> None:
     rt = Runtime(state)
     rt.register(NfTablesChainConfigController())
     rt.register(ctl)
-    rt.start()
     n = 0
     while True:
         path = work / f"config.{n}.yaml"
@@ -56,6 +55,8 @@ async def main() -> None:
             config=loaded.config, default_action=loaded.default_action, rules=loaded.rules
         )
         state.put(CONFIG, MACHINE_CONFIG_TYPE, MACHINE_CONFIG_ID, spec, "test")
+        if n == 0:  # as machined: spec controllers start once the config is there
+            rt.start()
         settled = await rt.settle(timeout=20)
         failing = sorted(ctl.retry._failing) if ctl.retry is not None else []
         out = {"n": n, "settled": settled, "applies": ctl.applies, "failing": failing}
@@ -222,13 +223,17 @@ ingress:
 class Firewall:
     """The runner in the server node, driven through numbered config files."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, work: str = "fw") -> None:
         self.node = node
-        self.work = node.dir / "fw"
+        self.work = node.dir / work
         self.work.mkdir()
         (self.work / "runner.py").write_text(RUNNER)
         self.proc = node.popen([PY, str(self.work / "runner.py"), str(self.work), str(node.state_dir)])
         self.n = 0
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
 
     def apply(self, text: str) -> dict[str, Any]:
         n, self.n = self.n, self.n + 1
@@ -390,9 +395,7 @@ def test_block_mode(lab: Lab) -> None:
     before = table(srv, handles=True)
     again = fw.apply(BLOCK.format(web_ports='8080, "8090-8091"'))
     assert again["applies"] == first["applies"]
-    after = table(srv, handles=True)
-    handles = [i["rule"]["handle"] for i in after if "rule" in i]
-    assert handles == [i["rule"]["handle"] for i in before if "rule" in i]
+    assert handles(table(srv, handles=True)) == handles(before)
 
     # a config change replaces the chain in one transaction
     changed = fw.apply(BLOCK.format(web_ports="8081"))
@@ -438,7 +441,7 @@ def test_accept_mode(lab: Lab) -> None:
             "udp,192.0.2.1,5353": True,
         }
     # no ICMP limit in accept mode
-    assert icmp_flood(b, SRV4) >= 45
+    assert icmp_flood(b, SRV4) >= 40
 
     # back to accept without rules: no chain at all, the table stays (empty)
     fw.apply("version: v1alpha1\nmachine:\n  type: worker\n")
@@ -551,3 +554,40 @@ def test_every_matcher_is_accepted_by_the_kernel(lab: Lab) -> None:
 
 def chains_of(items: list[dict[str, Any]]) -> list[str]:
     return [i["chain"]["name"] for i in items if "chain" in i]
+
+
+def test_restart_adopts_the_applied_ruleset(lab: Lab) -> None:
+    """A restart with the same config and an untouched table commits nothing (counters keep
+    counting); a restart with another config rebuilds the chain."""
+    srv, a, _x, _b = setup(lab)
+    serve(srv, "tcp:8080", "tcp:8081")
+    fw = Firewall(srv, "run1")
+    assert fw.apply(BLOCK.format(web_ports="8080"))["applies"] == 1
+    assert probe(a, "tcp,192.0.2.1,8080")["tcp,192.0.2.1,8080"]
+    before = table(srv, handles=True)
+    fw.stop()
+
+    fw = Firewall(srv, "run2")
+    assert fw.apply(BLOCK.format(web_ports="8080"))["applies"] == 0
+    after = table(srv, handles=True)
+    assert handles(after) == handles(before)  # the same rules, not rebuilt
+    assert packets(before) > 0 and packets(after) >= packets(before)  # counters not reset
+    fw.stop()
+
+    fw = Firewall(srv, "run3")
+    assert fw.apply(BLOCK.format(web_ports="8081"))["applies"] == 1
+    assert dports(table(srv)) == {8081, 5353}
+
+
+def handles(items: list[dict[str, Any]]) -> list[int]:
+    return [i["rule"]["handle"] for i in items if "rule" in i]
+
+
+def packets(items: list[dict[str, Any]]) -> int:
+    return sum(
+        e["counter"]["packets"]
+        for i in items
+        if "rule" in i
+        for e in i["rule"]["expr"]
+        if isinstance(e.get("counter"), dict)
+    )
