@@ -1,10 +1,10 @@
 """machined's API in a node: netctl get/apply-config/reset/inspect/version, the socket's
 permissions, and mutual TLS over TCP.
 
-Two tests need the status and spec controllers wired into machined
-(machined/wiring.py): ``test_watch_sees_an_address_added_by_hand`` (AddressStatus)
-and ``test_reset_removes_what_the_node_applied`` (AddressSpecController undoes the
-address). The others rely only on MachineConfig, the meta types and the
+Three tests need the status and spec controllers wired into machined
+(machined/wiring.py): ``test_watch_sees_an_address_added_by_hand`` (AddressStatus),
+``test_reset_removes_what_the_node_applied`` and ``test_leave_on_sigterm_resets_too``
+(the AddressSpecController applies and undoes the address). The others rely only on MachineConfig, the meta types and the
 config-layer/merged specs.
 """
 
@@ -380,3 +380,18 @@ def test_reset_removes_what_the_node_applied(lab: Lab) -> None:
     assert m.proc.wait(timeout=15) == 0  # machined stops after a reset
     assert "192.0.2.10/24" not in addrs()
     assert "203.0.113.5/24" in addrs()
+
+
+def test_leave_on_sigterm_resets_too(lab: Lab) -> None:
+    """machined --leave: SIGTERM tears down like netctl reset. Needs the AddressSpecController wired."""
+    node = lab.node("r2", hostname="api1")
+    lab.stub(node, "eth0")
+    m = Machined(node, CONFIG, "--leave")
+
+    def addrs() -> set[str]:
+        return {f"{a['local']}/{a['prefixlen']}" for link in node.ip_json("addr", "show", "dev", "eth0")
+                for a in link.get("addr_info", [])}  # fmt: skip
+
+    wait_until(lambda: "192.0.2.10/24" in addrs(), timeout=30, what="address applied")
+    assert m.stop() == 0
+    assert "192.0.2.10/24" not in addrs()
