@@ -4,8 +4,8 @@ permissions, and mutual TLS over TCP.
 Three tests need the status and spec controllers wired into machined
 (machined/wiring.py): ``test_watch_sees_an_address_added_by_hand`` (AddressStatus),
 ``test_reset_removes_what_the_node_applied`` and ``test_leave_on_sigterm_resets_too``
-(the AddressSpecController applies and undoes the address). The others rely only on MachineConfig, the meta types and the
-config-layer/merged specs.
+(the AddressSpecController applies and undoes the address). The others rely only
+on MachineConfig, the meta types and the config-layer/merged specs.
 """
 
 from __future__ import annotations
