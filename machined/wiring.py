@@ -16,13 +16,19 @@ def source_controllers(cmdline: str, platform_config: str | None, state_dir: str
 
 def kernel_controllers(applied: Applied, etc_dir: str) -> list[Controller]:
     """Phase 2: apply the desired state to the kernel and the etc files."""
+    from netd.controllers.address_spec import AddressSpecController
     from netd.controllers.etcfile import FilesEtcFileController, NetworkEtcFileController
     from netd.controllers.hostname_spec import HostnameSpecController
     from netd.controllers.link_spec import LinkSpecController
+    from netd.controllers.nftables import NfTablesChainController
     from netd.controllers.resolver_spec import ResolverSpecController, TimeServerSpecController
+    from netd.controllers.route_spec import RouteSpecController
 
     return [
         LinkSpecController(applied),
+        AddressSpecController(applied),
+        RouteSpecController(applied),
+        NfTablesChainController(applied),
         HostnameSpecController(),
         ResolverSpecController(),
         TimeServerSpecController(),

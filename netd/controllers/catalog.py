@@ -10,6 +10,7 @@ from .device_config import DeviceConfigController
 from .hostname import HostnameConfigController
 from .link import LinkConfigController
 from .merge import merge_controllers
+from .nftables import NfTablesChainConfigController
 from .nodeaddress import NodeAddressController
 from .operator import OperatorConfigController, OperatorVIPConfigController
 from .platform import PlatformConfigController
@@ -38,5 +39,6 @@ def config_controllers(
         OperatorVIPConfigController(parsed),
         PlatformConfigController(platform_config, state_dir, write_cache),
         NodeAddressController(),
+        NfTablesChainConfigController(),
         *merge_controllers(),
     ]
