@@ -260,24 +260,32 @@ class ApiServer:
         pb_grpc.add_ResourceServiceServicer_to_server(ResourceService(self.node), server)  # type: ignore[no-untyped-call]
         pb_grpc.add_MachineServiceServicer_to_server(MachineService(self.node), server)  # type: ignore[no-untyped-call]
         self._bind_unix(server)
-        if self.listen_tcp:
-            if self.tls is None:
-                raise ApiError("machined: --listen-tcp needs --tls-cert, --tls-key and --tls-ca")
-            cert, key, ca = self.tls
-            creds = grpc.ssl_server_credentials(
-                [(_read(key, "--tls-key"), _read(cert, "--tls-cert"))],
-                root_certificates=_read(ca, "--tls-ca"),
-                require_client_auth=True,
-            )
-            try:
-                server.add_secure_port(self.listen_tcp, creds)
-            except RuntimeError as e:
-                raise ApiError(f"machined: cannot listen on {self.listen_tcp}: {e}") from None
-        await server.start()
+        try:
+            if self.listen_tcp:
+                self._bind_tcp(server, self.listen_tcp)
+            await server.start()
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(self.unix_path)  # ours: bound above
+            raise
         os.chmod(self.unix_path, 0o600)
         self.server = server
         tcp = f" and {self.listen_tcp} (mutual TLS)" if self.listen_tcp else ""
         log.info("API listening on %s%s", self.unix_path, tcp)
+
+    def _bind_tcp(self, server: grpc.aio.Server, addr: str) -> None:
+        if self.tls is None:
+            raise ApiError("machined: --listen-tcp needs --tls-cert, --tls-key and --tls-ca")
+        cert, key, ca = self.tls
+        creds = grpc.ssl_server_credentials(
+            [(_read(key, "--tls-key"), _read(cert, "--tls-cert"))],
+            root_certificates=_read(ca, "--tls-ca"),
+            require_client_auth=True,  # mutual TLS: no certificate from --tls-ca, no API
+        )
+        try:
+            server.add_secure_port(addr, creds)
+        except RuntimeError as e:
+            raise ApiError(f"machined: cannot listen on {addr}: {e}") from None
 
     def _bind_unix(self, server: grpc.aio.Server) -> None:
         path = self.unix_path
