@@ -56,6 +56,7 @@ async def main(argv: list[str] | None = None) -> int:
             if created:
                 await b.create(args.ifname)
             out |= {"created": created, "wrote": await b.configure(args.ifname, spec)}
+            out["device"] = (await b.get(args.ifname)).to_json()
         elif args.cmd == "get":
             out |= (await b.get(args.ifname)).to_json()
         else:

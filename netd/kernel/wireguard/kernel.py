@@ -2,7 +2,10 @@
 
 Sockets are opened per operation in the calling process's current network
 namespace (so this works inside a node/namespace as is) and never shared
-between tasks. Messages are built by :mod:`netd.kernel.wireguard.genl`.
+between tasks. Messages are built by :mod:`netd.kernel.wireguard.genl`; the
+two rtnetlink messages (add a ``wireguard`` link, delete a link) are built
+here too, so this module does not need pyroute2 (whose import alone costs
+more than a whole configure under the QEMU test VM).
 """
 
 from __future__ import annotations
@@ -11,24 +14,32 @@ import asyncio
 import errno
 import os
 import socket
-
-from pyroute2 import AsyncIPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+import struct
 
 from netd.kernel.wireguard import genl
 from netd.kernel.wireguard.backend import WireguardBackend, link_exists
 from netd.kernel.wireguard.model import DeviceConfig, WireguardDevice, WireguardError
 
+NETLINK_ROUTE = 0
 NETLINK_GENERIC = 16
+RTM_NEWLINK = 16
+RTM_DELLINK = 17
+NLM_F_EXCL = 0x200
+NLM_F_CREATE = 0x400
+IFLA_IFNAME = 3
+IFLA_LINKINFO = 18
+IFLA_INFO_KIND = 1
+IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
 RECV_SIZE = 1 << 20
 TIMEOUT = 5.0
 
 
-class GenlSocket:
-    """A minimal async generic-netlink socket: request → replies (+ ack or done)."""
+class NetlinkSocket:
+    """A minimal async netlink socket (generic netlink by default): request → replies, up to
+    the ack (or the end of a dump)."""
 
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
+    def __init__(self, protocol: int = NETLINK_GENERIC) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol)
         self.sock.setblocking(False)
         self.sock.bind((0, 0))
         self.seq = 0
@@ -36,18 +47,18 @@ class GenlSocket:
     def close(self) -> None:
         self.sock.close()
 
-    def __enter__(self) -> GenlSocket:
+    def __enter__(self) -> NetlinkSocket:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    async def request(self, mtype: int, payload: bytes, *, dump: bool = False) -> list[bytes]:
+    async def request(self, mtype: int, payload: bytes, *, dump: bool = False, flags: int = 0) -> list[bytes]:
         """Send one request; the payloads of its replies. Raises WireguardError on a netlink
         error answer."""
         self.seq += 1
         seq = self.seq
-        flags = genl.NLM_F_REQUEST | genl.NLM_F_ACK | (genl.NLM_F_DUMP if dump else 0)
+        flags |= genl.NLM_F_REQUEST | genl.NLM_F_ACK | (genl.NLM_F_DUMP if dump else 0)
         self.sock.send(genl.nlmsg(mtype, flags, seq, payload))
         loop = asyncio.get_running_loop()
         replies: list[bytes] = []
@@ -85,10 +96,38 @@ class GenlSocket:
         raise WireguardError(f"generic netlink: no id for family {name!r}")
 
 
+async def add_link(ifname: str, kind: str) -> None:
+    """RTM_NEWLINK (create, exclusive) of a link ``ifname`` of ``kind``."""
+    payload = (
+        IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+        + genl.nla(IFLA_IFNAME, ifname.encode() + b"\0")
+        + genl.nested(IFLA_LINKINFO, [genl.nla(IFLA_INFO_KIND, kind.encode())])
+    )
+    try:
+        with NetlinkSocket(NETLINK_ROUTE) as s:
+            await s.request(RTM_NEWLINK, payload, flags=NLM_F_CREATE | NLM_F_EXCL)
+    except WireguardError as e:
+        raise WireguardError(f"create {ifname} (kind {kind}): {os.strerror(e.errno)}", e.errno) from e
+
+
+async def delete_link(ifname: str) -> None:
+    """RTM_DELLINK of link ``ifname``; a no-op if it does not exist."""
+    try:
+        index = socket.if_nametoindex(ifname)
+    except OSError:
+        return
+    try:
+        with NetlinkSocket(NETLINK_ROUTE) as s:
+            await s.request(RTM_DELLINK, IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0))
+    except WireguardError as e:
+        if e.errno != errno.ENODEV:
+            raise WireguardError(f"delete {ifname}: {os.strerror(e.errno)}", e.errno) from e
+
+
 async def kernel_available() -> bool:
     """Whether the kernel has WireGuard (the genetlink family resolves; this loads the module)."""
     try:
-        with GenlSocket() as s:
+        with NetlinkSocket() as s:
             await s.family(genl.WG_GENL_NAME)
     except (WireguardError, OSError, TimeoutError):
         return False
@@ -101,7 +140,7 @@ class KernelBackend(WireguardBackend):
     name = "kernel"
 
     async def _get(self, ifname: str) -> WireguardDevice:
-        with GenlSocket() as s:
+        with NetlinkSocket() as s:
             fid = await s.family(genl.WG_GENL_NAME)
             replies = await s.request(fid, genl.get_device_request(ifname), dump=True)
         return genl.decode_device(replies)
@@ -120,29 +159,16 @@ class KernelBackend(WireguardBackend):
     async def create(self, ifname: str) -> None:
         if await self.exists(ifname):
             return
-        try:
-            async with AsyncIPRoute() as ipr:
-                await ipr.link("add", ifname=ifname, kind="wireguard")
-        except NetlinkError as e:
-            raise WireguardError(f"create {ifname} (kind wireguard): {os.strerror(e.code)}", e.code) from e
+        await add_link(ifname, "wireguard")
 
     async def get(self, ifname: str) -> WireguardDevice:
         return await self._get(ifname)
 
     async def apply(self, ifname: str, cfg: DeviceConfig) -> None:
-        with GenlSocket() as s:
+        with NetlinkSocket() as s:
             fid = await s.family(genl.WG_GENL_NAME)
             for payload in genl.encode_set_device(ifname, cfg):
                 await s.request(fid, payload)
 
     async def delete(self, ifname: str) -> None:
-        try:
-            index = socket.if_nametoindex(ifname)
-        except OSError:
-            return
-        try:
-            async with AsyncIPRoute() as ipr:
-                await ipr.link("del", index=index)
-        except NetlinkError as e:
-            if e.code != errno.ENODEV:
-                raise WireguardError(f"delete {ifname}: {os.strerror(e.code)}", e.code) from e
+        await delete_link(ifname)

@@ -21,15 +21,12 @@ import contextlib
 import errno
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
-from pyroute2 import AsyncIPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-
-from netd.kernel.wireguard.backend import WireguardBackend, link_exists
+from netd.kernel.wireguard.backend import WireguardBackend
+from netd.kernel.wireguard.kernel import delete_link
 from netd.kernel.wireguard.model import DeviceConfig, WireguardDevice, WireguardError
 from netd.kernel.wireguard.uapi import SOCKET_DIR, UapiClient, socket_path
 
@@ -179,14 +176,7 @@ class UserspaceBackend(WireguardBackend):
         pid = self.pid(ifname)
         with contextlib.suppress(FileNotFoundError):
             self.socket(ifname).unlink()  # wireguard-go exits when its socket file goes
-        if link_exists(ifname):
-            try:
-                index = socket.if_nametoindex(ifname)
-                async with AsyncIPRoute() as ipr:
-                    await ipr.link("del", index=index)
-            except (OSError, NetlinkError) as e:
-                if getattr(e, "code", getattr(e, "errno", 0)) != errno.ENODEV:
-                    raise WireguardError(f"delete {ifname}: {e}") from e
+        await delete_link(ifname)  # wireguard-go exits when its tun goes, too
         if pid is None:
             return
         for sig in (None, signal.SIGTERM, signal.SIGKILL):
