@@ -6,7 +6,8 @@ kernel objects it created for it, then releases the spec. So reset is: stop
 the controllers that write specs (they would recreate them), tear every spec
 down on behalf of its owner, destroy each one as its finalizers are released,
 and wait (bounded) until all are gone. Kernel objects that no spec of ours
-created are never touched (that is the spec controllers' rule too).
+created are never touched (that is the spec controllers' rule too), and the
+loopback (``lo`` up with 127.0.0.1/8, which the kernel sets up by itself) stays.
 
 KubeSpan and discovery (leaving the cluster) are later parts of reset.
 """
@@ -16,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from cosi import Phase, Runtime, State
+from cosi import Phase, Resource, Runtime, State
 from cosi.errors import StateError
+from netd.resources.address import ADDRESS_SPEC_TYPE
+from netd.resources.link import LINK_SPEC_TYPE
 from netd.resources.namespaces import NETWORK
 from netd.resources.nftables import NFTABLES_CHAIN_TYPE
 
@@ -25,6 +28,18 @@ log = logging.getLogger("machined.reset")
 
 RESET_TIMEOUT = 8.0
 SPEC_SUFFIX = "Specs.net.talos.dev"
+LOOPBACK = ("127.0.0.1/8", "::1/128")
+
+
+def kept(res: Resource) -> bool:
+    """The loopback stays: ``lo`` and its 127.0.0.1/8 are the kernel's, not this node's config
+    (the address spec only adopts them, and tearing it down would delete the address)."""
+    spec = res.spec
+    if res.md.type == LINK_SPEC_TYPE:
+        return getattr(spec, "name", None) == "lo"
+    if res.md.type == ADDRESS_SPEC_TYPE:
+        return getattr(spec, "link_name", None) == "lo" and str(getattr(spec, "address", "")) in LOOPBACK
+    return False
 
 
 def reset_kinds(state: State) -> list[tuple[str, str]]:
@@ -73,6 +88,8 @@ async def reset_network(state: State, runtime: Runtime, timeout: float = RESET_T
         left = []
         for ns, type_ in sorted(kinds):
             for r in state.list(ns, type_):
+                if kept(r):
+                    continue
                 try:
                     if r.md.phase is Phase.RUNNING:
                         state.teardown(ns, type_, r.md.id, r.md.owner)

@@ -380,6 +380,8 @@ def test_reset_removes_what_the_node_applied(lab: Lab) -> None:
     assert m.proc.wait(timeout=15) == 0  # machined stops after a reset
     assert "192.0.2.10/24" not in addrs()
     assert "203.0.113.5/24" in addrs()
+    lo = node.ip_json("addr", "show", "dev", "lo")[0]
+    assert "UP" in lo["flags"] and "127.0.0.1" in [a["local"] for a in lo["addr_info"]]  # the loopback stays
 
 
 def test_leave_on_sigterm_resets_too(lab: Lab) -> None:

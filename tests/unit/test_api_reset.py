@@ -84,3 +84,20 @@ async def test_reset_reports_specs_still_held_at_the_deadline() -> None:
     left = await reset_network(st, rt, timeout=0.3)
     assert left == ["ResolverSpecs.net.talos.dev(network/resolvers)"]
     await rt.stop()
+
+
+def test_the_loopback_is_kept() -> None:
+    from cosi.resource import new_resource
+    from machined.api.reset import kept
+    from netd.resources.address import ADDRESS_SPEC_TYPE, AddressSpec
+    from netd.resources.link import LINK_SPEC_TYPE, LinkSpec
+
+    def addr(a: str, link: str) -> bool:
+        spec = AddressSpec.model_validate({"address": a, "linkName": link})
+        return kept(new_resource(NETWORK, ADDRESS_SPEC_TYPE, f"{link}/{a}", spec))
+
+    assert addr("127.0.0.1/8", "lo") and addr("::1/128", "lo")
+    assert not addr("10.99.0.1/32", "lo")  # configured on lo: the node's own
+    assert not addr("127.0.0.1/8", "eth0")
+    assert kept(new_resource(NETWORK, LINK_SPEC_TYPE, "lo", LinkSpec(name="lo")))
+    assert not kept(new_resource(NETWORK, LINK_SPEC_TYPE, "eth0", LinkSpec(name="eth0")))
