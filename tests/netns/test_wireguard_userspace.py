@@ -55,6 +55,15 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+STATUS_PY = """
+import asyncio, json
+from netd.kernel.wireguard import is_userspace_device, read_device
+dev = asyncio.run(read_device("wg0", "tun"))
+u = [is_userspace_device("wg0"), is_userspace_device("wg0", "tun"), is_userspace_device("eth0")]
+print(json.dumps({"userspace": u, "spec": dev.to_spec().model_dump(mode="json", by_alias=True)}))
+"""
+
+
 def test_userspace_wireguard(lab: Lab) -> None:
     sw = lab.switch("sw")
     a, b = lab.node("a"), lab.node("b")
@@ -95,6 +104,26 @@ def test_userspace_wireguard(lab: Lab) -> None:
     assert hs["lastHandshake"] > 0 and hs["rxBytes"] > 0 and hs["txBytes"] > 0
     dev_b = wg(b, "get", "wg0")
     assert peer_of(dev_b, pa)["endpoint"] == "192.0.2.1:51820"  # learnt
+
+    # What LinkStatus will use: a tun with a UAPI socket is a wireguard device; its spec.
+    status = a.run([sys.executable, "-c", STATUS_PY]).stdout
+    assert json.loads(status) == {
+        "userspace": [True, True, False],
+        "spec": {
+            "publicKey": pa,
+            "listenPort": 51820,
+            "firewallMark": 32,
+            "peers": [
+                {
+                    "publicKey": pb,
+                    "presharedKey": "",
+                    "endpoint": "192.0.2.2:51820",
+                    "persistentKeepaliveInterval": "0s",
+                    "allowedIPs": ["198.51.100.2/32"],
+                }
+            ],
+        },
+    }
 
     # Same desired state again (a fresh process each time): nothing written on either side.
     assert not apply(a, spec_a)["wrote"]

@@ -15,6 +15,7 @@ API (all async, in the caller's current network namespace)::
     await backend.configure("wg0", spec) -> bool # writes only the diff (netd.md §5.1 step 5)
     await backend.delete("wg0")                  # link (and wireguard-go) gone
     is_userspace_device("wg0", kind="tun")       # sync: LinkStatus reports such a tun as wireguard
+    await read_device("wg0", kind)               # LinkStatus: kernel or wireguard-go by link kind
     device.to_spec()                             # the LinkStatus WireguardSpec (public key)
 
 No state is kept between calls: a new process adopts existing devices by
@@ -91,6 +92,17 @@ async def select_backend(
     return KernelBackend()
 
 
+async def read_device(ifname: str, kind: str, *, sock_dir: Path = SOCKET_DIR) -> WireguardDevice | None:
+    """The WireGuard device behind link ``ifname`` of rtnetlink ``kind`` (for LinkStatus:
+    ``device.to_spec()``): kernel for ``wireguard``, wireguard-go for a ``tun`` with a UAPI
+    socket, ``None`` for any other link."""
+    if kind == "wireguard":
+        return await KernelBackend().get(ifname)
+    if is_userspace_device(ifname, kind, sock_dir=sock_dir):
+        return await UserspaceBackend(sock_dir=sock_dir).get(ifname)
+    return None
+
+
 __all__ = [
     "ENV_BACKEND",
     "KERNEL",
@@ -116,6 +128,7 @@ __all__ = [
     "link_exists",
     "peer_in_sync",
     "public_key",
+    "read_device",
     "resolve_endpoints",
     "select_backend",
     "socket_path",
