@@ -27,7 +27,9 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import resource
+import shutil
 import signal
 import socket
 import statistics
@@ -278,7 +280,155 @@ def run_case(ns: Namespace, what: str, n: int, reps: int) -> tuple[float, float]
     return statistics.median(ours), statistics.median(theirs)
 
 
-def outer(reps: int, cold_n: int) -> int:
+# ---- steady state: machined with N routes ------------------------------------------------------
+
+MACHINED = Path(sys.executable).with_name("machined")
+_NLMSG_TYPE = re.compile(r"nlmsg_type=(0x[0-9a-fA-F]+|[0-9]+|RTM_[A-Z]+)")
+
+
+def _rtm_kind(token: str) -> str:
+    """``write`` (RTM_NEW*/DEL*/SET*), ``get`` (RTM_GET*) or ``other`` for one strace'd message type
+    (strace prints names or, for a socket in another netns, numbers)."""
+    if token.startswith("RTM_"):
+        return "get" if token.startswith("RTM_GET") else "write"
+    t = int(token, 0)
+    if not 16 <= t < 0x100:  # not rtnetlink (genetlink, nfnetlink, control messages)
+        return "other"
+    return "get" if t % 4 == 2 else "write"
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM machined's session, SIGKILL it if still there after 10 s (a busy loop
+    does not get to its signal handler)."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def _netlink_calls(pid: int, seconds: float) -> tuple[int, int] | None:
+    """(netlink writes, netlink dump/get requests) machined sends in ``seconds``, by strace."""
+    if shutil.which("strace") is None:
+        return None
+    with tempfile.NamedTemporaryFile("r", prefix="netd-bench-strace-") as out:
+        cmd = ["strace", "-f", "-qq", "-yy", "-e", "trace=sendto,sendmsg", "-o", out.name, "-p", str(pid)]
+        tracer = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(seconds)
+        finally:
+            tracer.terminate()
+            tracer.wait(timeout=10)
+        text = Path(out.name).read_text()
+    kinds = [
+        _rtm_kind(t) for line in text.splitlines() if "NETLINK" in line for t in _NLMSG_TYPE.findall(line)
+    ]
+    return kinds.count("write"), kinds.count("get")
+
+
+def steady_state(ns: Namespace, n: int, settle_timeout: float, observe: float) -> dict[str, Any]:
+    """machined with ``n`` configured routes already in the kernel (it adopts them):
+    time to go idle, then netlink writes and RSS over ``observe`` seconds."""
+    ns.flush()
+    tmp = Path(tempfile.mkdtemp(prefix="netd-bench-machined-"))
+    out: dict[str, Any] = {"settled": None}
+    try:
+        lines = [
+            "version: v1alpha1",
+            "machine:",
+            "  network:",
+            "    interfaces:",
+            f"      - interface: {ROUTE_LINK}",
+            "        addresses: [192.0.2.10/24]",
+            "        routes:",
+        ]
+        lines += [f"          - network: {route_dst(i)}\n            gateway: {GATEWAY}" for i in range(n)]
+        cfg = tmp / "config.yaml"
+        cfg.write_text("\n".join(lines) + "\n")
+        ns.ip_batch(
+            [
+                f"route add {route_dst(i)} via {GATEWAY} dev {ROUTE_LINK} proto static metric 1024"
+                for i in range(n)
+            ]
+        )
+        for d in ("/run/machined", "/var/run/wireguard"):
+            Path(d).mkdir(parents=True, exist_ok=True)
+        daemon = f"{MACHINED} --state-dir {tmp}/state --etc-dir {tmp}/etc --config {cfg} --log-level info"
+        script = (
+            "mount -t tmpfs tmpfs /run/machined && mount -t tmpfs tmpfs /var/run/wireguard && exec " + daemon
+        )
+        argv = [
+            "ip",
+            "netns",
+            "exec",
+            ns.name,
+            "unshare",
+            "--uts",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ]
+        log_path = tmp / "machined.log"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        try:
+            t0 = time.monotonic()
+            time.sleep(0.5)
+            last, quiet = _cpu_seconds(proc.pid), 0
+            while time.monotonic() - t0 < settle_timeout:
+                time.sleep(1)
+                if proc.poll() is not None:
+                    out["error"] = f"machined exited {proc.returncode}: {log_path.read_text()[-300:]}"
+                    return out
+                cpu = _cpu_seconds(proc.pid)
+                busy, last = cpu - last, cpu
+                started = "node started" in log_path.read_text(errors="replace")
+                quiet = quiet + 1 if started and busy < 0.05 else 0
+                if quiet >= 3:
+                    out["settled"] = time.monotonic() - t0 - 3
+                    break
+            out["rss_mb"] = _rss_mb(proc.pid)
+            out["cpu_s"] = _cpu_seconds(proc.pid)
+            if out["settled"] is not None and observe > 0:
+                calls = _netlink_calls(proc.pid, observe)
+                if calls is not None:
+                    out["writes_per_min"] = calls[0] * 60 / observe
+                    out["gets_per_min"] = calls[1] * 60 / observe
+                out["rss_mb"] = _rss_mb(proc.pid)
+            out["routes_after"] = len(
+                json.loads(ns.ip("-j", "-4", "route", "show", "proto", "static").stdout or "[]")
+            )
+        finally:
+            _stop(proc)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def outer(reps: int, cold_n: int, settle_timeout: float, observe: float) -> int:
     if os.geteuid() != 0:
         print("bench/apply.py needs root (network namespaces)", file=sys.stderr)
         return 2
@@ -295,6 +445,7 @@ def outer(reps: int, cold_n: int) -> int:
             ours, theirs = run_case(ns, what, n, reps)
             rows.append((f"add {what}", n, ours, theirs))
         cold = ns.inner("cold", cold_n)
+        steady = steady_state(ns, cold_n, settle_timeout, observe) if observe > 0 else None
 
     print(f"{'what':<16} {'N':>7} {'ours s':>9} {'ip -batch s':>12} {'ratio':>7}")
     for what, n, ours, theirs in rows:
@@ -309,8 +460,28 @@ def outer(reps: int, cold_n: int) -> int:
     obs += [
         (f"pyroute2 route dump alone ({cold['pyroute2_count']} msgs)", f"{cold['pyroute2_dump']:.3f} s", ""),
         ("peak RSS, process holding the RouteStatus", f"{cold['rss_mb']:.0f} MB", "< 250 MB (machined)"),
-        ("steady state: netlink writes/min, machined RSS", "not run", "needs machined"),
     ]
+    if steady is None:
+        obs.append(("steady state (machined)", "skipped", "--observe 0"))
+    elif steady.get("error"):
+        obs.append(("steady state (machined)", "failed", steady["error"][:60]))
+    elif steady["settled"] is None:
+        obs += [
+            (
+                f"machined idle with {cold_n} routes (adopted)",
+                f">{settle_timeout:.0f} s",
+                "never idle: not observed",
+            ),
+            ("machined RSS at that point", f"{steady['rss_mb']:.0f} MB", "< 250 MB"),
+        ]
+    else:
+        obs.append((f"machined idle with {cold_n} routes (adopted)", f"{steady['settled']:.1f} s", ""))
+        if "writes_per_min" in steady:
+            obs.append(("steady state: netlink writes/min (strace)", f"{steady['writes_per_min']:.0f}", "0"))
+            obs.append(("steady state: netlink get/dump requests/min", f"{steady['gets_per_min']:.0f}", ""))
+        else:
+            obs.append(("steady state: netlink writes/min", "n/a", "needs strace"))
+        obs.append(("steady state: machined RSS", f"{steady['rss_mb']:.0f} MB", "< 250 MB"))
     for what, value, goal in obs:
         print(f"{what:<58} {value:>9}   {goal}")
     ratio = next(ours / theirs for what, n, ours, theirs in rows if what == "add routes" and n == 10_000)
@@ -324,13 +495,17 @@ def main() -> int:
     p.add_argument("--inner", choices=sorted(INNER), help=argparse.SUPPRESS)
     p.add_argument("-n", type=int, default=10_000, help=argparse.SUPPRESS)
     p.add_argument("--reps", type=int, default=3, help="runs per case (median)")
-    p.add_argument("--cold-n", type=int, default=10_000, help="routes for the cold-start observation")
+    p.add_argument("--cold-n", type=int, default=10_000, help="routes for the cold-start/steady observations")
+    p.add_argument("--settle", type=float, default=90, help="seconds machined gets to go idle")
+    p.add_argument(
+        "--observe", type=float, default=60, help="steady-state window in seconds (0: skip machined)"
+    )
     args = p.parse_args()
     if args.inner:
         print(json.dumps(INNER[args.inner](args.n)))
         return 0
     try:
-        return outer(args.reps, args.cold_n)
+        return outer(args.reps, args.cold_n, args.settle, args.observe)
     except KeyboardInterrupt:
         print("interrupted; namespace removed", file=sys.stderr)
         return 130
