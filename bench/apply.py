@@ -9,15 +9,19 @@ failure and Ctrl-C) with a veth pair, then for each case
 * **ip -batch**: ``ip -n <ns> -batch FILE`` adding the same objects
   (process start included, as a user would run it);
 
-flushing between runs, median of ``--reps`` runs. Then "observe cold start":
-with 10,000 routes in the namespace, the time until every RouteStatus exists
-in a ``cosi.State``, decoded by our codec, and by the RouteStatusController of
-:mod:`netd.controllers.status` started in a ``cosi.Runtime`` (its own struct
-parser). Prints a table, then ``ratio_vs_ip_batch=<x>`` (10,000 routes) last.
+flushing between runs, median of ``--reps`` runs. Then the observations, with
+10,000 routes in the namespace:
 
-Not measured here: steady-state netlink writes/min and machined's RSS with
-10,000 routes (they need machined running with such a config); the RSS line is
-the peak RSS of the process holding the 10,000 RouteStatus resources.
+* cold start: the time until every RouteStatus exists in a ``cosi.State``,
+  decoded by our codec, and by the RouteStatusController of
+  :mod:`netd.controllers.status` started in a ``cosi.Runtime`` (wall and CPU
+  time: on a loaded machine the wall time says little);
+* steady state: machined started with a config of those 10,000 routes, already
+  in the kernel (it adopts them); once it is idle (3 s without CPU use, at most
+  ``--settle`` s), rtnetlink writes/min (RTM_NEW*/DEL*/SET* messages it sends,
+  counted by strace over ``--observe`` s) and its RSS. ``--observe 0`` skips it.
+
+Prints a table, then ``ratio_vs_ip_batch=<x>`` (10,000 routes) as the last line.
 """
 
 from __future__ import annotations
