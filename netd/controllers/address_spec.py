@@ -174,11 +174,10 @@ def plan_address(
 
 
 def teardown_deletes(spec: AddressSpec, kernel: KernelAddress | None, recorded: bool) -> bool:
-    """A tearing-down spec removes the kernel address only if we created it or it is
-    the spec's address as the spec describes it (never a foreign look-alike)."""
-    if kernel is None:
-        return False
-    return recorded or flags_scope_equal(spec, kernel)
+    """A tearing-down spec removes the kernel address only if we created it (recorded in
+    applied.json). An address that was there before and merely matched the spec (the
+    loopback's 127.0.0.1/8, an installer's address) was adopted, not owned: it stays."""
+    return kernel is not None and recorded
 
 
 def find_address(addresses: Sequence[KernelAddress], index: int, address: Any) -> KernelAddress | None:

@@ -143,8 +143,9 @@ def plan_route(
 def teardown_routes(
     want: KernelRoute, kernel: Sequence[KernelRoute], ours: Callable[[KernelRoute], bool]
 ) -> list[KernelRoute]:
-    """The routes a tearing-down spec removes: the ones matching it, and ours with its key."""
-    return [k for k in kernel if same_key(want, k) and (route_matches(want, k) or ours(k))]
+    """The routes a tearing-down spec removes: the ones with its key that we created.
+    A route that was there before and merely matched the spec was adopted: it stays."""
+    return [k for k in kernel if same_key(want, k) and ours(k)]
 
 
 def apply_order(spec: RouteSpec, id_: str) -> tuple[int, str]:

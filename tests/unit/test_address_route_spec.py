@@ -128,9 +128,9 @@ def test_lease_lifetimes() -> None:
     assert plan_address(lease(-1), None, NOW) is Action.EXPIRED
 
 
-def test_teardown_deletes_only_ours_or_the_specs_own() -> None:
+def test_teardown_deletes_only_what_we_created() -> None:
     s = aspec()
-    assert ac.teardown_deletes(s, kaddr(), recorded=False)
+    assert not ac.teardown_deletes(s, kaddr(), recorded=False)  # adopted: it was there before us
     assert ac.teardown_deletes(s, kaddr(scope=253), recorded=True)
     assert not ac.teardown_deletes(s, kaddr(scope=253), recorded=False)  # a foreign look-alike
     assert not ac.teardown_deletes(s, None, recorded=True)
@@ -260,7 +260,8 @@ def test_teardown_routes() -> None:
     mine = kroute("10.1.0.0/16", "10.0.0.1")
     foreign = replace(mine, protocol=int(RouteProtocol.BOOT), oif=3)
     other = kroute("10.3.0.0/16", "10.0.0.1")
-    assert teardown_routes(want, [mine, foreign, other], lambda k: False) == [mine]
+    assert teardown_routes(want, [mine, foreign, other], lambda k: False) == []  # adopted or foreign: stay
+    assert teardown_routes(want, [mine, foreign, other], lambda k: k == mine) == [mine]
     assert teardown_routes(want, [foreign], lambda k: k == foreign) == [foreign]
 
 
@@ -395,12 +396,12 @@ async def test_address_controller_flow(state: State, tmp_path: Any) -> None:
     await c.reconcile(ctx)
     assert fake.writes == [("add", "10.7.0.1/24")]
 
-    # Teardown: ours and adopted-equal go, and the finalizer is released.
+    # Teardown: ours goes, the adopted one stays, and the finalizers are released.
     fake.writes.clear()
     for id_ in ("eth0/10.0.0.5/24", "eth0/10.0.0.6/24"):
         state.teardown(NETWORK, ADDRESS_SPEC_TYPE, id_, OWNER)
     await c.reconcile(ctx)
-    assert sorted(fake.writes) == [("del", "10.0.0.5/24"), ("del", "10.0.0.6/24")]
+    assert sorted(fake.writes) == [("del", "10.0.0.5/24")]
     for id_ in ("eth0/10.0.0.5/24", "eth0/10.0.0.6/24"):
         r = state.get(NETWORK, ADDRESS_SPEC_TYPE, id_)
         assert r is not None and r.md.phase is Phase.TEARING_DOWN and r.md.finalizers == ()
