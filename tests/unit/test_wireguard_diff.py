@@ -11,12 +11,14 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import ipaddress
+import socket
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from netd.kernel.wireguard import resolve_endpoints
+from netd.kernel.wireguard import WireguardBackend, WireguardError, is_userspace_device, resolve_endpoints
 from netd.kernel.wireguard.diff import compute_diff, in_sync
 from netd.kernel.wireguard.model import (
     DeviceConfig,
@@ -272,3 +274,58 @@ def test_agrees_with_wireguardspec_matches(desired: WireguardSpec, dev: Wireguar
         }
     )
     assert in_sync(canon, dev) == canon.matches(dev.to_spec(private=True))
+
+
+# ---- configure() over a fake backend -----------------------------------------------------------
+
+
+class FakeBackend(WireguardBackend):
+    """In-memory device with the kernel's write semantics; records every write."""
+
+    name = "fake"
+
+    def __init__(self, dev: WireguardDevice) -> None:
+        super().__init__()
+        self.dev = dev
+        self.sent: list[DeviceConfig] = []
+
+    async def create(self, ifname: str) -> None:
+        pass
+
+    async def exists(self, ifname: str) -> bool:
+        return True
+
+    async def get(self, ifname: str) -> WireguardDevice:
+        return copy.deepcopy(self.dev)
+
+    async def apply(self, ifname: str, cfg: DeviceConfig) -> None:
+        self.sent.append(cfg)
+        self.dev = simulate(self.dev, cfg)
+
+    async def delete(self, ifname: str) -> None:
+        pass
+
+
+async def test_configure_writes_once_then_nothing() -> None:
+    be = FakeBackend(device(peers=[peer_info(1), peer_info(2)]))
+    desired = spec([peer_spec(1), peer_spec(3, endpoint="localhost:51820")], listen_port=0)
+    assert await be.configure("wg0", desired)
+    (cfg,) = be.sent
+    assert [p.public_key for p in cfg.peers] == [K[2], K[3]]  # 2 removed, 3 added; 1 untouched
+    assert cfg.peers[1].endpoint == "127.0.0.1:51820"  # resolved
+    assert not await be.configure("wg0", desired)  # a new "process" would do the same: no state
+    assert not await FakeBackend(be.dev).configure("wg0", desired)
+    assert be.writes == 1 and len(be.sent) == 1
+
+
+async def test_unresolvable_endpoint_is_an_error() -> None:
+    with pytest.raises(WireguardError):
+        await resolve_endpoints(spec([peer_spec(1, endpoint="no-such-host.invalid:51820")]))
+
+
+def test_is_userspace_device(tmp_path: Path) -> None:
+    assert not is_userspace_device("wg9", "tun", sock_dir=tmp_path)
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(tmp_path / "wg9.sock"))
+        assert is_userspace_device("wg9", "tun", sock_dir=tmp_path)
+        assert not is_userspace_device("wg9", "wireguard", sock_dir=tmp_path)
