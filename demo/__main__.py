@@ -1,8 +1,9 @@
 """Two nodes on one switch, each running machined with a static config.
 
 Prints what `netctl plan` makes of node a's config, then each node's links,
-addresses and routes as the kernel has them once machined applied them, and
-a ping between the nodes. Everything is removed at the end, also on Ctrl-C.
+addresses and routes as machined reports them (`netctl get`, over the node's
+API socket), the kernel's view (`ip -br addr`), and a ping between the nodes.
+Everything is removed at the end, also on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -89,12 +90,12 @@ def main() -> int:
                 for log in node.log_dir.glob("*.log"):
                     print(log.read_text()[-3000:], file=sys.stderr)
             return 1
+        netctl = str(BIN / "netctl")
         for node in nodes.values():
             banner(f"node {node.name}")
-            show(node, "ip", "-br", "link")
+            for what in ("links", "addresses", "routes", "hostname", "resolvers"):
+                show(node, netctl, "get", what)
             show(node, "ip", "-br", "addr")
-            show(node, "ip", "route")
-            show(node, "hostname")
             resolv = node.etc_dir / "resolv.conf"
             if resolv.exists():
                 print(f"$ cat {resolv}\n{resolv.read_text().rstrip()}")
