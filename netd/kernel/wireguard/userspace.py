@@ -131,6 +131,8 @@ class UserspaceBackend(WireguardBackend):
         log_path = self.log_dir / f"wireguard-go.{ifname}.log" if self.log_dir else None
         if log_path is not None:
             log_path.parent.mkdir(parents=True, exist_ok=True)
+            # Without LOG_LEVEL the daemon child's stdio is /dev/null; with it, our log file.
+            env.setdefault("LOG_LEVEL", "error")
         out = open(log_path, "ab") if log_path else open(os.devnull, "wb")  # noqa: SIM115
         with out:
             try:
