@@ -58,6 +58,7 @@ lint: venv
 bench: setup
 	$(BIN)/python bench/runtime.py
 	$(BIN)/python bench/apply.py
+	$(BIN)/python bench/api.py
 
 demo: setup
 	$(BIN)/python -m demo
