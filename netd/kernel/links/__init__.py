@@ -12,10 +12,12 @@ from __future__ import annotations
 from netd.kernel.links.base import KernelLink, LinkKind, Links, NotReady, kernel_link
 from netd.kernel.links.bridge import BridgeKind
 from netd.kernel.links.generic import GenericKind
+from netd.kernel.links.wireguard import WireguardKind
 
 KINDS: dict[str, LinkKind] = {
     "bridge": BridgeKind(),
-    # "bond": BondKind(), "vlan": VLANKind(), "dummy": DummyKind(), "wireguard": WireguardKind(),
+    "wireguard": WireguardKind(),
+    # "bond": BondKind(), "vlan": VLANKind(), "dummy": DummyKind(),
 }
 
 
@@ -29,6 +31,7 @@ __all__ = [
     "KINDS",
     "BridgeKind",
     "GenericKind",
+    "WireguardKind",
     "KernelLink",
     "LinkKind",
     "Links",
