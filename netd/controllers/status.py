@@ -24,6 +24,7 @@ the resource.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import os
@@ -33,11 +34,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from cosi import Context, Controller, Input, Output, OutputKind
+from cosi import Context, Controller, Input, InputKind, Output, OutputKind
 from cosi.resource import Phase
 from netd.kernel import rtnl_events as ev
 from netd.kernel.ethtool import Ethtool
 from netd.kernel.rtnl_decode import RouteMsg, address_status, link_status, parse_route, route_status
+from netd.kernel.wireguard import WireguardDevice, is_userspace_device, key_to_b64, read_device
 from netd.resources.address import ADDRESS_STATUS_TYPE
 from netd.resources.enums import LinkFlags
 from netd.resources.files import ETC_FILE_STATUS_TYPE
@@ -52,7 +54,7 @@ from netd.resources.ids import (
     NODE_ADDRESS_CURRENT_ID,
     address_id,
 )
-from netd.resources.link import LINK_STATUS_TYPE, LinkStatus
+from netd.resources.link import LINK_REFRESH_TYPE, LINK_STATUS_TYPE, LinkStatus
 from netd.resources.namespaces import FILES, NETWORK
 from netd.resources.nodeaddress import NODE_ADDRESS_TYPE
 from netd.resources.route import ROUTE_STATUS_TYPE
@@ -310,9 +312,52 @@ def pci_info(bus_path: str, root: str = PCI_DEVICES) -> dict[str, str]:
     }
 
 
+# ---- WireGuard ----------------------------------------------------------------------------
+
+#: Seconds between re-reads of the WireGuard devices (handshake time, rx/tx bytes change
+#: without any netlink event). The only polling of the status controllers, and only while
+#: WireGuard links exist.
+WIREGUARD_REFRESH = 5.0
+#: A device that does not answer (a stuck wireguard-go) must not hold up the link status.
+WIREGUARD_READ_TIMEOUT = 2.0
+
+WIREGUARD_KIND = "wireguard"
+USERSPACE_KIND = "tun"
+
+
+def wireguard_status(status: LinkStatus, device: WireguardDevice | None) -> LinkStatus:
+    """A WireGuard link's LinkStatus (decisions.md "WireGuard backends"): ``kind: wireguard``
+    also for a wireguard-go ``tun``, and the device's spec (public key, listen port, fwmark,
+    peers with last handshake and rx/tx bytes) when it could be read."""
+    upd: dict[str, Any] = {"kind": WIREGUARD_KIND}
+    if device is not None:
+        spec = device.to_spec()
+        sessions = {key_to_b64(p.public_key): p for p in device.peers}
+        peers = []
+        for peer in spec.peers:
+            info = sessions.get(peer.public_key)
+            if info is not None:
+                hs = info.last_handshake_time
+                peer = peer.model_copy(
+                    update={
+                        "last_handshake_time": hs.replace(microsecond=0) if hs is not None else None,
+                        "rx_bytes": info.rx_bytes,
+                        "tx_bytes": info.tx_bytes,
+                    }
+                )
+            peers.append(peer)
+        upd["wireguard"] = spec.model_copy(update={"peers": peers})
+    return status.model_copy(update=upd)
+
 
 class LinkStatusController(NetlinkStatusController):
-    """Every kernel link as a LinkStatus (netd.md §2.5), ID = link name."""
+    """Every kernel link as a LinkStatus (netd.md §2.5), ID = link name.
+
+    WireGuard links (kernel, or a wireguard-go ``tun`` with its UAPI socket) get their
+    ``wireguard`` block from the device API: re-read after each link event, each
+    LinkRefresh ``wireguard`` bump (the link spec controller reconfigured a device) and
+    every :data:`WIREGUARD_REFRESH` seconds while such links exist.
+    """
 
     name = "network.LinkStatusController"
     groups = ev.RTMGRP_LINK
@@ -322,9 +367,83 @@ class LinkStatusController(NetlinkStatusController):
         super().__init__(rcvbuf)
         self.sysfs = sysfs
         self.ethtool = Ethtool()
+        #: ifindex → (name, rtnetlink kind) of the WireGuard links, and of the ``tun``
+        #: links that may become one (wireguard-go creates its socket after its tun).
+        self.wg_links: dict[int, tuple[str, str]] = {}
+        self.tun_links: dict[int, str] = {}
+        self.wg_devices: dict[int, WireguardDevice] = {}
+
+    def inputs(self) -> list[Input]:
+        return [Input(NETWORK, LINK_REFRESH_TYPE, InputKind.WEAK)]
+
+    async def run(self, ctx: Context) -> None:
+        ticker = asyncio.create_task(self._wireguard_ticker(ctx), name=f"{self.name}.wireguard")
+        try:
+            await super().run(ctx)
+        finally:
+            ticker.cancel()
+
+    async def _wireguard_ticker(self, ctx: Context) -> None:
+        # Polling, the one exception (see WIREGUARD_REFRESH): a WireGuard session's
+        # handshake time and counters change without netlink events. Idle without
+        # WireGuard links.
+        while True:
+            await asyncio.sleep(WIREGUARD_REFRESH)
+            if self.wg_links:
+                ctx.trigger()
+
+    async def reconcile(self, ctx: Context) -> None:
+        await super().reconcile(ctx)
+        await self.refresh_wireguard(ctx)
+
+    async def refresh_wireguard(self, ctx: Context) -> None:
+        """Re-read every WireGuard device; publish the links whose block changed."""
+        for index, name in list(self.tun_links.items()):
+            if is_userspace_device(name, USERSPACE_KIND):
+                del self.tun_links[index]
+                self.wg_links[index] = (name, USERSPACE_KIND)
+        touched: set[str] = set()
+        for index, (name, kind) in list(self.wg_links.items()):
+            try:
+                device = await asyncio.wait_for(read_device(name, kind), WIREGUARD_READ_TIMEOUT)
+            except Exception as e:  # gone meanwhile, stuck, refused: the next event/tick retries
+                ctx.log.debug("wireguard %s: cannot read the device: %s", name, e)
+                continue
+            if device is None or device == self.wg_devices.get(index):
+                continue
+            self.wg_devices[index] = device
+            cur = self.model.get(index)
+            if isinstance(cur, LinkStatus):
+                touched |= self.model.add(index, name, wireguard_status(cur, device))
+        if touched:
+            publish(ctx, self.output_type, self.model, sorted(touched))
+
+    def _wireguard(self, index: int, name: str, status: LinkStatus) -> LinkStatus:
+        """Track WireGuard links; decorate their status with the last device read."""
+        kind = status.kind
+        self.tun_links.pop(index, None)
+        if kind == WIREGUARD_KIND or (kind == USERSPACE_KIND and is_userspace_device(name, kind)):
+            if self.wg_links.get(index, (name, kind)) != (name, kind):
+                self.wg_devices.pop(index, None)
+            self.wg_links[index] = (name, kind)
+            return wireguard_status(status, self.wg_devices.get(index))
+        self.forget_wireguard(index)
+        if kind == USERSPACE_KIND:
+            self.tun_links[index] = name
+        return status
+
+    def forget_wireguard(self, index: int) -> None:
+        self.wg_links.pop(index, None)
+        self.wg_devices.pop(index, None)
+        self.tun_links.pop(index, None)
 
     def status(self, msg: Any) -> tuple[str, LinkStatus]:
-        """The full LinkStatus: rtnetlink, sysfs, then ethtool for what it knows."""
+        """The full LinkStatus: rtnetlink, sysfs, then ethtool for what it knows (and the
+        WireGuard device for a WireGuard link)."""
+        name, status = self._status(msg)
+        return name, self._wireguard(msg["index"], name, status)
+
+    def _status(self, msg: Any) -> tuple[str, LinkStatus]:
         name, status = link_status(msg, with_sysfs=self.sysfs)
         info = self.ethtool.info(name)
         return name, status.model_copy(
@@ -345,12 +464,16 @@ class LinkStatusController(NetlinkStatusController):
         self.resyncs += 1
         dumped = await ev.dump(ev.RTM_GETLINK)
         self.model.clear()
+        present: set[int] = set()
         for _mtype, message in dumped:
             msg = ev.decode_one(message)
             if msg["family"] == AF_BRIDGE:
                 continue
+            present.add(msg["index"])
             name, status = self.status(msg)
             self.model.add(msg["index"], name, status)
+        for index in (set(self.wg_links) | set(self.tun_links)) - present:
+            self.forget_wireguard(index)
         publish_all(ctx, self.output_type, self.model)
 
     def apply(self, mtype: int, message: bytes) -> set[str]:
@@ -360,6 +483,7 @@ class LinkStatusController(NetlinkStatusController):
         if msg["family"] == AF_BRIDGE:  # bridge port events, not the link itself
             return set()
         if mtype == ev.RTM_DELLINK:
+            self.forget_wireguard(msg["index"])
             return self.model.remove(msg["index"])
         name, status = self.status(msg)
         return self.model.add(msg["index"], name, status)

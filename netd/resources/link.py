@@ -7,7 +7,7 @@ import datetime as dt
 from pydantic import Field
 
 from cosi import ResourceDefinition
-from netd.resources.base import Duration, IPPrefix, Spec
+from netd.resources.base import Duration, IPPrefix, OptTime, Spec
 from netd.resources.enums import (
     ADSelect,
     ARPAllTargets,
@@ -116,11 +116,19 @@ class BridgeSlave(Spec):
 
 
 class WireguardPeer(Spec):
+    """A peer. The last three fields are LinkStatus only (the device's session: last
+    handshake, bytes received and sent); omitted when zero, so a LinkSpec never shows them."""
+
+    OMITEMPTY = frozenset({"last_handshake_time", "rx_bytes", "tx_bytes"})
+
     public_key: str = ""
     preshared_key: str = ""
     endpoint: str = ""  # host:port
     persistent_keepalive_interval: Duration = dt.timedelta(0)
     allowed_ips: list[IPPrefix] = Field(default_factory=list, alias="allowedIPs")
+    last_handshake_time: OptTime = None
+    rx_bytes: int = 0
+    tx_bytes: int = 0
 
 
 class WireguardSpec(Spec):
