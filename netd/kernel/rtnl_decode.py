@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from netd.kernel.links.bond import decode as decode_bond  # also registers the full IFLA_BOND_* table
 from netd.kernel.sysfs import device_info
 from netd.netip import Addr, Prefix
 from netd.resources.address import AddressStatus
@@ -66,12 +67,17 @@ def _decode_bridge(data: Any) -> dict[str, Any]:
     return {"bridge_master": BridgeMasterSpec(stp=STPSpec(enabled=bool(data.get_attr("IFLA_BR_STP_STATE"))))}
 
 
+def _decode_bond(data: Any) -> dict[str, Any]:
+    return {"bond_master": decode_bond({name: value for name, value in data.get("attrs", [])})}
+
+
 #: Per-kind decoders of IFLA_INFO_DATA → LinkStatus field updates. Bond
 #: (``bond_master``) and WireGuard (``wireguard``, which needs the device API,
 #: not rtnetlink) are to be added here by the issue that brings those kinds.
 KIND_DECODERS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "vlan": _decode_vlan,
     "bridge": _decode_bridge,
+    "bond": _decode_bond,
 }
 
 

@@ -10,14 +10,18 @@ to ``KINDS``. A kind without an entry is created and deleted by name only
 from __future__ import annotations
 
 from netd.kernel.links.base import KernelLink, LinkKind, Links, NotReady, kernel_link
+from netd.kernel.links.bond import BondKind
 from netd.kernel.links.bridge import BridgeKind
 from netd.kernel.links.generic import GenericKind
+from netd.kernel.links.vlan import VLANKind
 from netd.kernel.links.wireguard import WireguardKind
 
 KINDS: dict[str, LinkKind] = {
     "bridge": BridgeKind(),
     "wireguard": WireguardKind(),
-    # "bond": BondKind(), "vlan": VLANKind(), "dummy": DummyKind(),
+    "bond": BondKind(),
+    "vlan": VLANKind(),
+    # "dummy" needs nothing beyond GenericKind
 }
 
 
@@ -31,11 +35,11 @@ __all__ = [
     "KINDS",
     "BridgeKind",
     "GenericKind",
-    "WireguardKind",
     "KernelLink",
     "LinkKind",
     "Links",
     "NotReady",
+    "WireguardKind",
     "kernel_link",
     "kind_for",
 ]
