@@ -30,8 +30,8 @@ NETCTL = str(BIN / "netctl")
 
 def keypair() -> tuple[str, str]:
     priv = subprocess.run(["wg", "genkey"], capture_output=True, text=True, check=True).stdout.strip()
-    pub = subprocess.run(["wg", "pubkey"], input=priv, capture_output=True, text=True, check=True).stdout.strip()
-    return priv, pub
+    pub = subprocess.run(["wg", "pubkey"], input=priv, capture_output=True, text=True, check=True)
+    return priv, pub.stdout.strip()
 
 
 def config(i: int, priv: str, peers: list[tuple[str, str, str]]) -> str:
