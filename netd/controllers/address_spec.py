@@ -1,6 +1,7 @@
 """AddressSpecController: merged AddressSpecs → kernel addresses (netd.md §5.2).
 
-Each reconcile lists links and addresses and, per spec in ID order:
+Each reconcile lists links and addresses (indexed once by link, IP and prefix
+length: a pass is O(specs + kernel addresses)) and, per spec in ID order:
 
 * running: resolve the link by name (missing → wait: a link watch triggers
   the next pass when it appears). An equal kernel address (same IP and prefix
@@ -34,37 +35,47 @@ Addresses no spec of ours created are never touched.
 With ``announceWithARP`` (VIPs), an IPv4 address that was actually (re)added
 is announced with one gratuitous ARP request when the link has a 6-byte MAC;
 a failure is only logged.
+
+All writes of a pass go to the kernel as ONE batch (netd.kernel.rtnl_batch):
+removals of tearing-down specs, then of stale records, then per running spec
+its delete (a replace) and add, in that order; each request's errno comes back
+to its spec. Deleting a primary IPv4 address also deletes its secondaries, so
+a pass that deleted anything asks for one more pass, which re-adds what went
+with it. The Applied records of a pass are written to disk once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import enum
 import errno
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from cosi import Context, Controller, Input, InputKind, Phase
+from netd.kernel import rtnl
 from netd.kernel.applied import Applied
 from netd.kernel.rtnl import (
     LINK_GROUPS,
-    KernelAddress,
     KernelError,
     NotFound,
     Rtnl,
+    address_lifetimes,
     send_gratuitous_arp,
     watch,
 )
-from netd.netip import format_prefix, parse_prefix
+from netd.kernel.rtnl_batch import Request
+from netd.kernel.rtnl_codec import RTM_DELADDR, AddressRecord
+from netd.netip import Prefix, format_prefix, parse_prefix
 from netd.resources.address import ADDRESS_SPEC_TYPE, AddressSpec
 from netd.resources.base import format_rfc3339
 from netd.resources.enums import AddressFlags
 from netd.resources.namespaces import NETWORK
 
 from .retry import KernelRetry
+from .route_spec import deferred_save
 
 NAME = "network.AddressSpecController"
 APPLIED_KIND = "address"
@@ -126,14 +137,14 @@ def lease_record(spec: AddressSpec) -> dict[str, Any]:
     }
 
 
-def flags_scope_equal(spec: AddressSpec, k: KernelAddress) -> bool:
+def flags_scope_equal(spec: AddressSpec, k: AddressRecord) -> bool:
     assert spec.address is not None
     v = spec.address.version
     want = compared_flags(int(spec.flags), v)
     return (
         k.scope == int(spec.scope)
-        and compared_flags(k.flags, v) == want
-        and compared_flags(k.header_flags, v) == want & 0xFF
+        and compared_flags(k.all_flags, v) == want
+        and compared_flags(k.flags, v) == want & 0xFF
     )
 
 
@@ -149,7 +160,7 @@ def lifetimes_differ(
 
 
 def plan_address(
-    spec: AddressSpec, kernel: KernelAddress | None, now: dt.datetime, recorded: dict[str, Any] | None = None
+    spec: AddressSpec, kernel: AddressRecord | None, now: dt.datetime, recorded: dict[str, Any] | None = None
 ) -> Action:
     """What to do for a running spec, given the kernel address with the same IP and
     prefix length on its link (or None) and our Applied record of it (or None)."""
@@ -160,7 +171,7 @@ def plan_address(
         return Action.ADD
     if not flags_scope_equal(spec, kernel):
         return Action.REPLACE
-    have = (kernel.valid, kernel.preferred)
+    have = address_lifetimes(kernel)
     if (want[0] is None) != (have[0] is None) or (want[1] is None) != (have[1] is None):
         return Action.REFRESH
     if want == (None, None):
@@ -173,18 +184,29 @@ def plan_address(
     return Action.REFRESH if lifetimes_differ(want, have) else Action.NONE
 
 
-def teardown_deletes(spec: AddressSpec, kernel: KernelAddress | None, recorded: bool) -> bool:
+def teardown_deletes(spec: AddressSpec, kernel: AddressRecord | None, recorded: bool) -> bool:
     """A tearing-down spec removes the kernel address only if we created it (recorded in
     applied.json). An address that was there before and merely matched the spec (the
     loopback's 127.0.0.1/8, an installer's address) was adopted, not owned: it stays."""
     return kernel is not None and recorded
 
 
-def find_address(addresses: Sequence[KernelAddress], index: int, address: Any) -> KernelAddress | None:
-    for a in addresses:
-        if a.index == index and a.address == address:
-            return a
-    return None
+#: (link index, IP, prefix length).
+AddressKey = tuple[int, Any, int]
+
+
+def address_key(index: int, address: Prefix) -> AddressKey:
+    return (index, address.ip, address.network.prefixlen)
+
+
+def index_addresses(addresses: Iterable[AddressRecord]) -> dict[AddressKey, AddressRecord]:
+    """Kernel addresses by link, IP and prefix length, built once per reconcile."""
+    return {(a.index, a.ip, a.prefixlen): a for a in addresses}
+
+
+def find_address(addresses: Iterable[AddressRecord], index: int, address: Prefix) -> AddressRecord | None:
+    """The kernel address with ``address``'s IP and prefix length on link ``index``."""
+    return index_addresses(addresses).get(address_key(index, address))
 
 
 def utcnow() -> dt.datetime:
@@ -198,6 +220,18 @@ class _Spec:
     tearing_down: bool
 
 
+@dataclass
+class _Owner:
+    """What one spec (or stale record) put in the batch."""
+
+    key: str
+    spec: _Spec | None = None
+    action: Action = Action.NONE
+    index: int = 0
+    requests: list[int] = field(default_factory=list)
+    add: int = -1  # its add request, if any
+
+
 class AddressSpecController(Controller):
     name = NAME
 
@@ -209,8 +243,6 @@ class AddressSpecController(Controller):
         self._stale_done = False
         self._waiting: set[str] = set()  # specs whose link is missing (logged once)
         self._macs: dict[str, str] = {}
-        self._relist = False  # stale addresses were removed: read the list again
-        self._replaced = False  # an address was deleted and added again in this pass
         # spec ID → (spec, (scope, flags)) the kernel made of it although they differ
         self._accepted: dict[str, tuple[AddressSpec, tuple[int, int]]] = {}
         self.garp: Callable[[str, str, Any], None] = send_gratuitous_arp
@@ -234,7 +266,7 @@ class AddressSpecController(Controller):
             self.retry = KernelRetry(ctx.log)
         if self.rtnl is None:
             self.rtnl = Rtnl()
-        retry, rtnl = self.retry, self.rtnl
+        retry, kernel = self.retry, self.rtnl
         specs: list[_Spec] = []
         for r in ctx.list(NETWORK, ADDRESS_SPEC_TYPE):
             assert isinstance(r.spec, AddressSpec)
@@ -242,122 +274,217 @@ class AddressSpecController(Controller):
             if not tearing and self.name not in r.md.finalizers:
                 ctx.add_finalizer(NETWORK, ADDRESS_SPEC_TYPE, r.md.id, self.name)
             specs.append(_Spec(r.md.id, r.spec, tearing))
-        specs.sort(key=lambda s: s.id)
-        link_list = await rtnl.links()
+        ids = {s.id for s in specs}
+        link_list = await kernel.links()
         links = {link.name: link.index for link in link_list}
         self._macs = {link.name: link.hardware_addr for link in link_list}
-        addresses = await rtnl.addresses()
+        index = index_addresses(await kernel.addresses())
+        recorded = self.applied.items(APPLIED_KIND)
         now = self.clock()
+        requests: list[Request] = []
+        doomed: set[AddressKey] = set()
+
+        def delete(o: _Owner, key: AddressKey, address: Prefix) -> None:
+            if key not in doomed:
+                doomed.add(key)
+                o.requests.append(len(requests))
+                requests.append(rtnl.delete_address(key[0], address))
 
         # 1. Specs going away: remove what is ours, release them.
+        released: list[_Spec] = []
+        teardowns: list[_Owner] = []
         for s in specs:
-            if s.tearing_down and await self._teardown(ctx, rtnl, retry, s, links, addresses):
-                ctx.remove_finalizer(NETWORK, ADDRESS_SPEC_TYPE, s.id, self.name)
+            if not s.tearing_down:
+                continue
+            idx = links.get(s.spec.link_name)
+            o = _Owner(s.id, spec=s)
+            if idx is not None and s.spec.address is not None:
+                key = address_key(idx, s.spec.address)
+                if teardown_deletes(s.spec, index.get(key), s.id in recorded):
+                    delete(o, key, s.spec.address)
+            if o.requests:
+                teardowns.append(o)
+            else:
+                released.append(s)
 
         # 2. Once per start: addresses recorded by an earlier run that no spec wants.
+        stale: list[_Owner] = []
         if not self._stale_done:
-            ids = {s.id for s in specs}
-            ok = True
-            for key, data in sorted(self.applied.items(APPLIED_KIND).items()):
-                if key not in ids:
-                    ok = await self._remove_stale(ctx, rtnl, retry, key, data, links, addresses) and ok
-            self._stale_done = ok
+            for rec_id, data in sorted(recorded.items()):
+                if rec_id in ids:
+                    continue
+                o = _Owner(rec_id)
+                try:
+                    prefix = parse_prefix(str(data.get("address", "")))
+                except ValueError:
+                    stale.append(o)  # unreadable: just forget it
+                    continue
+                idx = links.get(str(data.get("link", "")))
+                if idx is not None and address_key(idx, prefix) in index:
+                    delete(o, address_key(idx, prefix), prefix)
+                stale.append(o)
 
-        # 3. Running specs. The address list is read again after every write: deleting a
-        # primary IPv4 address also deletes its secondaries, which must then be re-added.
-        if any(s.tearing_down for s in specs) or self._relist:
-            addresses = await rtnl.addresses()
-            self._relist = False
-        self._replaced = False
+        # 3. Running specs.
+        running: list[_Owner] = []
         for s in specs:
-            if not s.tearing_down and await self._apply(ctx, rtnl, retry, s, links, addresses, now):
-                addresses = await rtnl.addresses()
-        if self._replaced:  # secondaries that came earlier in ID order may be gone: once more
-            ctx.trigger()
-
-        retry.forget_except({s.id for s in specs} | {f"stale {k}" for k in self.applied.items(APPLIED_KIND)})
-        retry.schedule(ctx)
-
-    async def _apply(
-        self,
-        ctx: Context,
-        rtnl: Rtnl,
-        retry: KernelRetry,
-        s: _Spec,
-        links: dict[str, int],
-        addresses: list[KernelAddress],
-        now: dt.datetime,
-    ) -> bool:
-        spec = s.spec
-        if spec.address is None:
-            retry.failed(s.id, "spec has no address")
-            return False
-        index = links.get(spec.link_name)
-        if index is None:
-            if s.id not in self._waiting:
-                self._waiting.add(s.id)
-                ctx.log.info("%s: waiting for link %s", s.id, spec.link_name)
-            retry.succeeded(s.id)
-            return False
-        self._waiting.discard(s.id)
-        kernel = find_address(addresses, index, spec.address)
-        recorded = self.applied.items(APPLIED_KIND).get(s.id)
-        action = plan_address(spec, kernel, now, recorded)
-        accepted = self._accepted.get(s.id)
-        if (
-            action is Action.REPLACE
-            and kernel is not None
-            and accepted is not None
-            and accepted == (spec, (kernel.scope, kernel.flags))
-        ):
-            action = Action.NONE
-        if action in (Action.NONE, Action.EXPIRED):
-            retry.succeeded(s.id)
-            return False
-        valid, preferred = wanted_lifetimes(spec, now)
-        added = action is not Action.REFRESH
-        try:
-            if action is Action.REPLACE and kernel is not None:
-                self._replaced = True
-                with contextlib.suppress(NotFound):
-                    await rtnl.delete_address(index, kernel.address)
-            try:
-                await rtnl.add_address(
-                    index,
+            if s.tearing_down:
+                continue
+            op = self._plan(ctx, retry, s, links, index, doomed, recorded, now)
+            if op is None:
+                continue
+            spec = s.spec
+            assert spec.address is not None
+            key = address_key(op.index, spec.address)
+            if op.action is Action.REPLACE:
+                delete(op, key, spec.address)
+            valid, preferred = wanted_lifetimes(spec, now)
+            op.add = len(requests)
+            op.requests.append(op.add)
+            requests.append(
+                rtnl.add_address(
+                    op.index,
                     spec.address,
                     int(spec.scope),
                     int(spec.flags),
                     valid=valid,
                     preferred=preferred,
-                    replace=action is Action.REFRESH,
+                    replace=op.action is Action.REFRESH,
                 )
-            except KernelError as e:
-                if e.code != errno.EEXIST:  # ignored (netd.md §5.2)
-                    raise
-                added = False
-        except KernelError as e:
-            retry.failed(s.id, e)
-            return action is Action.REPLACE  # the delete may have happened
+            )
+            running.append(op)
+
+        errors = await kernel.write(requests) if requests else []
+        added = [o for o in running if self._failed(o, errors) is None and errors[o.add] is None]
+        after = index_addresses(await kernel.addresses()) if added else {}
+
+        with deferred_save(self.applied, APPLIED_KIND):
+            for s in released:
+                self._release(ctx, retry, s)
+            for o in teardowns:
+                err = self._failed(o, errors)
+                if err is not None:
+                    retry.failed(o.key, err)
+                    continue
+                ctx.log.info("%s: address removed", o.key)
+                assert o.spec is not None
+                self._release(ctx, retry, o.spec)
+            ok = True
+            for o in stale:
+                err = self._failed(o, errors)
+                if err is not None:
+                    retry.failed(f"stale {o.key}", err)
+                    ok = False
+                    continue
+                if o.requests:
+                    ctx.log.info("%s: address of an earlier configuration removed", o.key)
+                retry.succeeded(f"stale {o.key}")
+                self.applied.remove(APPLIED_KIND, o.key)
+            if not self._stale_done:
+                self._stale_done = ok
+            for o in running:
+                self._applied(ctx, retry, o, errors, after)
+
+        # Deleting a primary IPv4 address deletes its secondaries too: once more, to add
+        # back what went with it.
+        if any(requests[i].type == RTM_DELADDR and e is None for i, e in enumerate(errors)):
+            ctx.trigger()
+        retry.forget_except(ids | {f"stale {k}" for k in self.applied.items(APPLIED_KIND)})
+        retry.schedule(ctx)
+
+    def _plan(
+        self,
+        ctx: Context,
+        retry: KernelRetry,
+        s: _Spec,
+        links: dict[str, int],
+        index: dict[AddressKey, AddressRecord],
+        doomed: set[AddressKey],
+        recorded: dict[str, dict[str, Any]],
+        now: dt.datetime,
+    ) -> _Owner | None:
+        """What a running spec needs written (None: nothing)."""
+        spec = s.spec
+        if spec.address is None:
+            retry.failed(s.id, "spec has no address")
+            return None
+        idx = links.get(spec.link_name)
+        if idx is None:
+            if s.id not in self._waiting:
+                self._waiting.add(s.id)
+                ctx.log.info("%s: waiting for link %s", s.id, spec.link_name)
+            retry.succeeded(s.id)
+            return None
+        self._waiting.discard(s.id)
+        key = address_key(idx, spec.address)
+        k = index.get(key) if key not in doomed else None
+        action = plan_address(spec, k, now, recorded.get(s.id))
+        accepted = self._accepted.get(s.id)
+        if (
+            action is Action.REPLACE
+            and k is not None
+            and accepted is not None
+            and accepted == (spec, (k.scope, k.all_flags))
+        ):
+            action = Action.NONE
+        if action in (Action.NONE, Action.EXPIRED):
+            retry.succeeded(s.id)
+            return None
+        return _Owner(s.id, spec=s, action=action, index=idx)
+
+    @staticmethod
+    def _failed(o: _Owner, errors: Sequence[KernelError | None]) -> KernelError | None:
+        """The first error of the owner's requests that counts: a delete of an address
+        already gone is fine, and so is an add that finds it there (netd.md §5.2)."""
+        for i in o.requests:
+            err = errors[i]
+            if err is None or isinstance(err, NotFound):
+                continue
+            if i == o.add and err.code == errno.EEXIST:
+                continue
+            return err
+        return None
+
+    def _release(self, ctx: Context, retry: KernelRetry, s: _Spec) -> None:
+        retry.succeeded(s.id)
+        self.applied.remove(APPLIED_KIND, s.id)
+        self._waiting.discard(s.id)
+        self._accepted.pop(s.id, None)
+        ctx.remove_finalizer(NETWORK, ADDRESS_SPEC_TYPE, s.id, self.name)
+
+    def _applied(
+        self,
+        ctx: Context,
+        retry: KernelRetry,
+        o: _Owner,
+        errors: Sequence[KernelError | None],
+        after: dict[AddressKey, AddressRecord],
+    ) -> None:
+        assert o.spec is not None
+        s, spec = o.spec, o.spec.spec
+        assert spec.address is not None
+        err = self._failed(o, errors)
+        if err is not None:
+            retry.failed(s.id, err)
+            return
         retry.succeeded(s.id)
         self.applied.add(APPLIED_KIND, s.id, lease_record(spec))
         self._accepted.pop(s.id, None)
-        after = find_address(await rtnl.addresses(), index, spec.address)
-        if after is not None and not flags_scope_equal(spec, after):
-            self._accepted[s.id] = (spec, (after.scope, after.flags))
+        k = after.get(address_key(o.index, spec.address))
+        if k is not None and not flags_scope_equal(spec, k):
+            self._accepted[s.id] = (spec, (k.scope, k.all_flags))
             ctx.log.warning(
                 "%s: the kernel keeps scope %d flags %#x (spec: scope %d flags %#x); accepted",
                 s.id,
-                after.scope,
-                after.flags,
+                k.scope,
+                k.all_flags,
                 int(spec.scope),
                 int(spec.flags),
             )
         ctx.log.info(
-            "%s: address %s on %s (%s)", s.id, format_prefix(spec.address), spec.link_name, action.value
+            "%s: address %s on %s (%s)", s.id, format_prefix(spec.address), spec.link_name, o.action.value
         )
-        if added:
+        if o.action is not Action.REFRESH and errors[o.add] is None:
             self._announce(ctx, spec)
-        return True
 
     def _announce(self, ctx: Context, spec: AddressSpec) -> None:
         """Gratuitous ARP after an IPv4 address with ``announceWithARP`` was (re)added."""
@@ -370,63 +497,3 @@ class AddressSpecController(Controller):
             self.garp(spec.link_name, mac, spec.address.ip)
         except (OSError, ValueError) as e:
             ctx.log.warning("%s: gratuitous ARP for %s failed: %s", spec.link_name, spec.address.ip, e)
-
-    async def _teardown(
-        self,
-        ctx: Context,
-        rtnl: Rtnl,
-        retry: KernelRetry,
-        s: _Spec,
-        links: dict[str, int],
-        addresses: list[KernelAddress],
-    ) -> bool:
-        spec = s.spec
-        index = links.get(spec.link_name)
-        recorded = (APPLIED_KIND, s.id) in self.applied
-        if index is not None and spec.address is not None:
-            kernel = find_address(addresses, index, spec.address)
-            if teardown_deletes(spec, kernel, recorded):
-                assert kernel is not None
-                try:
-                    await rtnl.delete_address(index, kernel.address)
-                except NotFound:
-                    pass
-                except KernelError as e:
-                    retry.failed(s.id, e)
-                    return False
-                ctx.log.info("%s: address removed", s.id)
-        retry.succeeded(s.id)
-        self.applied.remove(APPLIED_KIND, s.id)
-        self._waiting.discard(s.id)
-        return True
-
-    async def _remove_stale(
-        self,
-        ctx: Context,
-        rtnl: Rtnl,
-        retry: KernelRetry,
-        key: str,
-        data: dict[str, Any],
-        links: dict[str, int],
-        addresses: list[KernelAddress],
-    ) -> bool:
-        try:
-            prefix = parse_prefix(str(data.get("address", "")))
-        except ValueError:
-            self.applied.remove(APPLIED_KIND, key)
-            return True
-        index = links.get(str(data.get("link", "")))
-        kernel = find_address(addresses, index, prefix) if index is not None else None
-        if index is not None and kernel is not None:
-            try:
-                await rtnl.delete_address(index, prefix)
-            except NotFound:
-                pass
-            except KernelError as e:
-                retry.failed(f"stale {key}", e)
-                return False
-            ctx.log.info("%s: address of an earlier configuration removed", key)
-            self._relist = True
-        retry.succeeded(f"stale {key}")
-        self.applied.remove(APPLIED_KIND, key)
-        return True

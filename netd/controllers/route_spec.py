@@ -29,6 +29,17 @@ Should the kernel still store a route differently from its spec (e.g. a flag
 it does not keep), the route it made is accepted (a warning, once) rather than
 deleted and added on every pass — which, with route events triggering the
 controller, would never stop.
+
+Cost (a machine may carry 10,000 routes): each reconcile dumps the routes
+once and indexes them by key; a spec finds its candidates in that index, so a
+pass is O(specs + kernel routes) and parses no address (the desired route of
+a spec is computed once and cached while the spec and its link index stay the
+same). All deletes and adds of a pass go to the kernel as ONE batch
+(:class:`netd.kernel.rtnl_batch.RtnlBatch`), in the order above — the kernel
+handles them in that order, so a gateway route after the link-scope route it
+needs works in the same batch; each request's errno comes back to its spec
+(a KernelRetry for that spec only). The Applied records of a pass are written
+to disk once.
 """
 
 from __future__ import annotations
@@ -37,14 +48,17 @@ import asyncio
 import contextlib
 import ipaddress
 import socket
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from cosi import Context, Controller, Input, InputKind, Phase
+from netd.kernel import rtnl
 from netd.kernel.applied import Applied
-from netd.kernel.rtnl import ROUTE_GROUPS, KernelError, KernelRoute, NotFound, Rtnl, describe_route, watch
-from netd.netip import Prefix, format_addr
+from netd.kernel.rtnl import ROUTE_GROUPS, KernelError, NotFound, Rtnl, describe_route, watch
+from netd.kernel.rtnl_batch import Request
+from netd.kernel.rtnl_codec import RTM_DELROUTE, RouteRecord, new_route
+from netd.netip import Addr, format_addr
 from netd.resources.enums import ROUTE_FLAGS_COMPARE_MASK, RouteProtocol, RouteType, RoutingTable
 from netd.resources.namespaces import NETWORK
 from netd.resources.route import ROUTE_SPEC_TYPE, RouteSpec
@@ -56,69 +70,94 @@ APPLIED_KIND = "route"
 
 #: The kernel's metric for an IPv6 route added without one (IP6_RT_PRIO_USER).
 IPV6_DEFAULT_METRIC = 1024
-RT_SCOPE_NOWHERE = 255
+_MASK = int(ROUTE_FLAGS_COMPARE_MASK)
+
+#: (family, table, priority, gateway, destination network address, prefix length);
+#: a default route has destination None and length 0.
+RouteKey = tuple[int, int, int, Addr | None, Addr | None, int]
 
 
-def _masked(dst: Prefix | None) -> Prefix | None:
-    """The destination as the kernel stores it (host bits cleared); ``/0`` = default = None."""
-    if dst is None or dst.network.prefixlen == 0:
-        return None
-    return ipaddress.ip_interface((dst.network.network_address, dst.network.prefixlen))
+def route_key(r: RouteRecord) -> RouteKey:
+    """The key of netd.md §5.3 (family, destination, gateway, table, priority), from the
+    record's fields as the kernel reports them: no parsing."""
+    plen = r.dst_len
+    return (r.family, r.full_table, r.priority or 0, r.gateway, r.dst if plen else None, plen)
 
 
-def desired_route(spec: RouteSpec, oif: int) -> KernelRoute:
-    """The kernel route a spec asks for (``oif`` = index of its out link, 0 = none)."""
+def route_ident(r: RouteRecord) -> tuple[Any, ...]:
+    """Everything the controller compares of a route (to tell one route from another)."""
+    return (route_key(r), r.oif or 0, r.protocol, r.scope, r.type, r.flags, r.prefsrc, r.mtu or 0)
+
+
+def index_routes(routes: Iterable[RouteRecord]) -> dict[RouteKey, list[RouteRecord]]:
+    """Kernel routes by key, built once per reconcile."""
+    index: dict[RouteKey, list[RouteRecord]] = {}
+    for r in routes:
+        plen = r.dst_len
+        key = (r.family, r.full_table, r.priority or 0, r.gateway, r.dst if plen else None, plen)
+        bucket = index.get(key)
+        if bucket is None:
+            index[key] = [r]
+        else:
+            bucket.append(r)
+    return index
+
+
+def desired_route(spec: RouteSpec, oif: int) -> RouteRecord:
+    """The kernel route a spec asks for (``oif`` = index of its out link, 0 = none), as
+    the kernel will report it: destination masked (``/0`` = default = none), table
+    ``unspec`` = ``main``, IPv6 metric 0 = 1024, IPv6 protocol ``unspec`` = ``boot``."""
     family = int(spec.family)
-    table = int(spec.table) or int(RoutingTable.MAIN)
+    v6 = family == socket.AF_INET6
+    dst = spec.dst
+    if dst is not None and dst.network.prefixlen == 0:
+        dst = None
     priority = spec.priority
-    if priority == 0 and family == socket.AF_INET6:
+    if priority == 0 and v6:
         priority = IPV6_DEFAULT_METRIC
-    return KernelRoute(
-        family=family,
-        dst=_masked(spec.dst),
+    return new_route(
+        family,
+        dst,
         gateway=spec.gateway,
-        table=table,
+        table=int(spec.table) or int(RoutingTable.MAIN),
         priority=priority,
         oif=oif,
         src=spec.src,
         scope=int(spec.scope),
         type=int(spec.type) or int(RouteType.UNICAST),
         flags=int(spec.flags),
-        protocol=int(spec.protocol) or (int(RouteProtocol.BOOT) if family == socket.AF_INET6 else 0),
+        protocol=int(spec.protocol) or (int(RouteProtocol.BOOT) if v6 else 0),
         mtu=spec.mtu,
     )
 
 
-def same_key(want: KernelRoute, k: KernelRoute) -> bool:
+def same_key(want: RouteRecord, k: RouteRecord) -> bool:
     """Family, destination, gateway, table, priority (netd.md §5.3); plus the out link
     for IPv6 when the spec names one."""
-    if (want.family, want.table, want.priority, want.gateway) != (k.family, k.table, k.priority, k.gateway):
-        return False
-    if _masked(want.dst) != _masked(k.dst):
+    if route_key(want) != route_key(k):
         return False
     return not (want.family == socket.AF_INET6 and want.oif and want.oif != k.oif)
 
 
-def route_matches(want: KernelRoute, k: KernelRoute) -> bool:
+def route_matches(want: RouteRecord, k: RouteRecord) -> bool:
     """A kernel route with the spec's key that the spec adopts as it is."""
-    mask = int(ROUTE_FLAGS_COMPARE_MASK)
     if want.family == socket.AF_INET and want.scope != k.scope:
         return False
-    if (want.flags & mask) != (k.flags & mask):
+    if (want.flags & _MASK) != (k.flags & _MASK):
         return False
     if want.protocol != k.protocol:
         return False
     if want.oif and want.oif != k.oif:
         return False
-    if want.src is not None and want.src != k.src:
+    if want.prefsrc is not None and want.prefsrc != k.prefsrc:
         return False
-    return want.mtu == k.mtu
+    return (want.mtu or 0) == (k.mtu or 0)
 
 
 @dataclass(frozen=True)
 class RoutePlan:
-    delete: tuple[KernelRoute, ...] = ()
-    add: KernelRoute | None = None
+    delete: tuple[RouteRecord, ...] = ()
+    add: RouteRecord | None = None
 
     @property
     def empty(self) -> bool:
@@ -126,12 +165,13 @@ class RoutePlan:
 
 
 def plan_route(
-    want: KernelRoute, kernel: Sequence[KernelRoute], ours: Callable[[KernelRoute], bool]
+    want: RouteRecord, kernel: Sequence[RouteRecord], ours: Callable[[RouteRecord], bool]
 ) -> RoutePlan:
     """Adopt a matching route, else delete our non-matching routes with the key and add.
 
-    ``ours(k)``: whether we created ``k`` (the Applied record); a route with the
-    spec's protocol counts as ours as well. Foreign routes are left alone.
+    ``kernel``: the kernel routes (the controller passes only the index bucket of
+    the spec's key); ``ours(k)``: whether we created ``k`` (the Applied record); a
+    route with the spec's protocol counts as ours as well. Foreign routes are left alone.
     """
     candidates = [k for k in kernel if same_key(want, k)]
     if any(route_matches(want, k) for k in candidates):
@@ -141,8 +181,8 @@ def plan_route(
 
 
 def teardown_routes(
-    want: KernelRoute, kernel: Sequence[KernelRoute], ours: Callable[[KernelRoute], bool]
-) -> list[KernelRoute]:
+    want: RouteRecord, kernel: Sequence[RouteRecord], ours: Callable[[RouteRecord], bool]
+) -> list[RouteRecord]:
     """The routes a tearing-down spec removes: the ones with its key that we created.
     A route that was there before and merely matched the spec was adopted: it stays."""
     return [k for k in kernel if same_key(want, k) and ours(k)]
@@ -156,43 +196,71 @@ def apply_order(spec: RouteSpec, id_: str) -> tuple[int, str]:
 # ---- Applied records ---------------------------------------------------------------------
 
 
-def route_record(r: KernelRoute, link: str) -> dict[str, Any]:
+def route_record(r: RouteRecord, link: str) -> dict[str, Any]:
     return {
         "family": r.family,
-        "dst": f"{r.dst.network}" if r.dst is not None else "",
+        "dst": f"{r.dst}/{r.dst_len}" if r.dst is not None and r.dst_len else "",
         "gateway": format_addr(r.gateway) if r.gateway is not None else "",
-        "table": r.table,
-        "priority": r.priority,
+        "table": r.full_table,
+        "priority": r.priority or 0,
         "link": link,
         "protocol": r.protocol,
         "type": r.type,
     }
 
 
-def record_matches(data: dict[str, Any], k: KernelRoute, links: dict[str, int]) -> bool:
-    """Whether kernel route ``k`` is the one a record describes (key, out link, protocol, type)."""
+@dataclass(frozen=True)
+class ParsedRecord:
+    """An Applied route record, parsed once: the key, the out link name, protocol, type."""
+
+    key: RouteKey
+    link: str
+    protocol: int
+    type: int
+
+
+def parse_record(data: dict[str, Any]) -> ParsedRecord | None:
     try:
-        dst = ipaddress.ip_interface(data["dst"]) if data.get("dst") else None
+        dst = ipaddress.ip_network(data["dst"], strict=False) if data.get("dst") else None
         gw = ipaddress.ip_address(data["gateway"]) if data.get("gateway") else None
         family, table, priority = int(data["family"]), int(data["table"]), int(data["priority"])
         protocol, type_ = int(data["protocol"]), int(data["type"])
     except (KeyError, TypeError, ValueError):
+        return None
+    plen = dst.prefixlen if dst is not None else 0
+    net = dst.network_address if dst is not None and plen else None
+    return ParsedRecord((family, table, priority, gw, net, plen), str(data.get("link", "")), protocol, type_)
+
+
+def parsed_matches(p: ParsedRecord, k: RouteRecord, links: dict[str, int]) -> bool:
+    if (p.protocol, p.type) != (k.protocol, k.type) or p.key != route_key(k):
         return False
-    if (family, table, priority, gw, protocol, type_) != (
-        k.family,
-        k.table,
-        k.priority,
-        k.gateway,
-        k.protocol,
-        k.type,
-    ):
-        return False
-    if _masked(dst) != _masked(k.dst):
-        return False
-    link = str(data.get("link", ""))
-    if link:
-        return links.get(link) == k.oif
+    if p.link:
+        return links.get(p.link) == (k.oif or 0)
     return True
+
+
+def record_matches(data: dict[str, Any], k: RouteRecord, links: dict[str, int]) -> bool:
+    """Whether kernel route ``k`` is the one a record describes (key, out link, protocol, type)."""
+    p = parse_record(data)
+    return p is not None and parsed_matches(p, k, links)
+
+
+@contextlib.contextmanager
+def deferred_save(applied: Applied, kind: str) -> Iterator[None]:
+    """Record many changes of ``kind`` with ONE write of applied.json.
+
+    ``Applied`` writes (and fsyncs) the whole file on every change: 10,000 routes
+    recorded one by one were 10,000 ever larger writes. The block must not await
+    (another controller shares the Applied and would write meanwhile)."""
+    before = applied.items(kind)
+    path, applied.path = applied.path, None
+    try:
+        yield
+    finally:
+        applied.path = path
+        if applied.items(kind) != before:
+            applied._save()  # Applied has no bulk update (yet)
 
 
 @dataclass
@@ -200,6 +268,18 @@ class _Spec:
     id: str
     spec: RouteSpec
     tearing_down: bool
+
+
+@dataclass
+class _Owner:
+    """What one spec (or one stale record) put in the batch, and how it went."""
+
+    key: str
+    spec: _Spec | None = None
+    want: RouteRecord | None = None
+    before: list[RouteRecord] = field(default_factory=list)
+    requests: list[int] = field(default_factory=list)
+    adds: bool = False
 
 
 class RouteSpecController(Controller):
@@ -211,8 +291,10 @@ class RouteSpecController(Controller):
         self.retry: KernelRetry | None = None
         self._stale_done = False
         self._waiting: set[str] = set()
-        # spec ID → (spec, the kernel route made of it that does not match it)
-        self._accepted: dict[str, tuple[RouteSpec, KernelRoute]] = {}
+        # spec ID → (spec, ident of the kernel route made of it that does not match it)
+        self._accepted: dict[str, tuple[RouteSpec, tuple[Any, ...]]] = {}
+        # spec ID → (spec, oif, desired route, its key): a spec is parsed once, not per pass
+        self._wants: dict[str, tuple[RouteSpec, int, RouteRecord, RouteKey]] = {}
 
     def inputs(self) -> Sequence[Input]:
         return [Input(NETWORK, ROUTE_SPEC_TYPE, InputKind.STRONG)]
@@ -228,18 +310,21 @@ class RouteSpecController(Controller):
                 self.rtnl.close()
                 self.rtnl = None
 
-    def _ours(self, id_: str, links: dict[str, int]) -> Callable[[KernelRoute], bool]:
-        data = self.applied.items(APPLIED_KIND).get(id_)
-        if data is None:
-            return lambda k: False
-        return lambda k: record_matches(data, k, links)
+    def _want(self, s: _Spec, oif: int) -> tuple[RouteRecord, RouteKey]:
+        cached = self._wants.get(s.id)
+        if cached is not None and cached[1] == oif and (cached[0] is s.spec or cached[0] == s.spec):
+            return cached[2], cached[3]
+        want = desired_route(s.spec, oif)
+        key = route_key(want)
+        self._wants[s.id] = (s.spec, oif, want, key)
+        return want, key
 
     async def reconcile(self, ctx: Context) -> None:
         if self.retry is None:
             self.retry = KernelRetry(ctx.log)
         if self.rtnl is None:
             self.rtnl = Rtnl()
-        retry, rtnl = self.retry, self.rtnl
+        retry, kernel = self.retry, self.rtnl
         specs: list[_Spec] = []
         for r in ctx.list(NETWORK, ROUTE_SPEC_TYPE):
             assert isinstance(r.spec, RouteSpec)
@@ -248,141 +333,186 @@ class RouteSpecController(Controller):
                 ctx.add_finalizer(NETWORK, ROUTE_SPEC_TYPE, r.md.id, self.name)
             specs.append(_Spec(r.md.id, r.spec, tearing))
         specs.sort(key=lambda s: apply_order(s.spec, s.id))
-        links = {link.name: link.index for link in await rtnl.links()}
-        routes = await rtnl.routes()
+        ids = {s.id for s in specs}
+        for gone in [i for i in self._wants if i not in ids]:
+            del self._wants[gone]
+        links = {link.name: link.index for link in await kernel.links()}
+        index = index_routes(await kernel.routes())
+        recorded = self.applied.items(APPLIED_KIND)
+        requests: list[Request] = []
+        owners: list[_Owner] = []
+        doomed: set[int] = set()  # id() of the kernel routes this batch deletes
 
+        def ours(key: str) -> Callable[[RouteRecord], bool]:
+            data = recorded.get(key)
+            p = parse_record(data) if data is not None else None
+            if p is None:
+                return lambda k: False
+            return lambda k: parsed_matches(p, k, links)
+
+        def delete(o: _Owner, k: RouteRecord) -> None:
+            if id(k) not in doomed:
+                doomed.add(id(k))
+                o.requests.append(len(requests))
+                requests.append(rtnl.delete_route(k))
+
+        released: list[_Spec] = []
         # 1. Specs going away (gateway routes before the link routes they may need).
         for s in reversed(specs):
-            if s.tearing_down and await self._teardown(ctx, rtnl, retry, s, links, routes):
-                ctx.remove_finalizer(NETWORK, ROUTE_SPEC_TYPE, s.id, self.name)
+            if not s.tearing_down:
+                continue
+            oif = links.get(s.spec.out_link_name, 0) if s.spec.out_link_name else 0
+            if s.spec.out_link_name and not oif:  # the link and its routes are gone
+                released.append(s)
+                continue
+            want, key = self._want(s, oif)
+            o = _Owner(s.id, spec=s)
+            for k in teardown_routes(want, index.get(key, ()), ours(s.id)):
+                delete(o, k)
+            owners.append(o)
 
         # 2. Once per start: routes recorded by an earlier run that no spec wants.
+        stale: list[_Owner] = []
         if not self._stale_done:
-            ids = {s.id for s in specs}
-            ok = True
-            for key, data in sorted(self.applied.items(APPLIED_KIND).items()):
-                if key not in ids:
-                    ok = await self._remove_stale(ctx, rtnl, retry, key, data, links, routes) and ok
-            self._stale_done = ok
+            for rec_id, data in sorted(recorded.items()):
+                if rec_id in ids:
+                    continue
+                o = _Owner(f"stale {rec_id}")
+                p = parse_record(data)
+                if p is not None:
+                    for k in index.get(p.key, ()):
+                        if parsed_matches(p, k, links):
+                            delete(o, k)
+                stale.append(o)
 
         # 3. Running specs, link-scope routes first.
+        running: list[_Owner] = []
         for s in specs:
-            if not s.tearing_down:
-                await self._apply(ctx, rtnl, retry, s, links, routes)
+            if s.tearing_down:
+                continue
+            oif = 0
+            if s.spec.out_link_name:
+                oif = links.get(s.spec.out_link_name, 0)
+                if not oif:
+                    if s.id not in self._waiting:
+                        self._waiting.add(s.id)
+                        ctx.log.info("%s: waiting for link %s", s.id, s.spec.out_link_name)
+                    retry.succeeded(s.id)
+                    continue
+            self._waiting.discard(s.id)
+            want, key = self._want(s, oif)
+            bucket = index.get(key, ())
+            if doomed and bucket:
+                bucket = [k for k in bucket if id(k) not in doomed]
+            accepted = self._accepted.get(s.id)
+            if (
+                accepted is not None
+                and accepted[0] == s.spec
+                and any(route_ident(k) == accepted[1] for k in bucket)
+            ):
+                retry.succeeded(s.id)
+                continue
+            plan = plan_route(want, bucket, ours(s.id))
+            if plan.empty:
+                retry.succeeded(s.id)
+                continue
+            o = _Owner(s.id, spec=s, want=want, adds=plan.add is not None)
+            for k in plan.delete:
+                delete(o, k)
+            o.before = [k for k in bucket if id(k) not in doomed]
+            if plan.add is not None:
+                o.requests.append(len(requests))
+                requests.append(rtnl.add_route(plan.add))
+            running.append(o)
 
-        retry.forget_except({s.id for s in specs} | {f"stale {k}" for k in self.applied.items(APPLIED_KIND)})
+        errors = await kernel.write(requests) if requests else []
+        after: dict[RouteKey, list[RouteRecord]] | None = None
+        if any(o.adds and not self._failed(o, errors) for o in running):
+            # What the kernel made of the adds (it may store a route differently).
+            after = index_routes(await kernel.routes())
+
+        with deferred_save(self.applied, APPLIED_KIND):
+            for s in released:
+                self._release(ctx, retry, s)
+            for o in owners:
+                err = self._failed(o, errors)
+                if err is not None:
+                    retry.failed(o.key, err)
+                    continue
+                assert o.spec is not None
+                for i in o.requests:
+                    ctx.log.info("%s: route %s removed", o.key, describe_route(requests[i].record))
+                self._release(ctx, retry, o.spec)
+            ok = True
+            for o in stale:
+                err = self._failed(o, errors)
+                if err is not None:
+                    retry.failed(o.key, err)
+                    ok = False
+                    continue
+                if o.requests:
+                    ctx.log.info("%s: route of an earlier configuration removed", o.key[len("stale ") :])
+                retry.succeeded(o.key)
+                self.applied.remove(APPLIED_KIND, o.key[len("stale ") :])
+            if not self._stale_done:
+                self._stale_done = ok
+            for o in running:
+                self._applied(ctx, retry, o, errors, requests, after)
+
+        retry.forget_except(ids | {f"stale {k}" for k in self.applied.items(APPLIED_KIND)})
         retry.schedule(ctx)
 
-    async def _delete(self, rtnl: Rtnl, routes: list[KernelRoute], k: KernelRoute) -> None:
-        with contextlib.suppress(NotFound):
-            await rtnl.delete_route(replace(k, scope=RT_SCOPE_NOWHERE))
-        if k in routes:
-            routes.remove(k)
+    @staticmethod
+    def _failed(o: _Owner, errors: Sequence[KernelError | None]) -> KernelError | None:
+        """The first error of the owner's requests; a delete of a route already gone is fine."""
+        for i in o.requests:
+            err = errors[i]
+            if err is not None and not isinstance(err, NotFound):
+                return err
+        return None
 
-    async def _apply(
-        self,
-        ctx: Context,
-        rtnl: Rtnl,
-        retry: KernelRetry,
-        s: _Spec,
-        links: dict[str, int],
-        routes: list[KernelRoute],
-    ) -> None:
-        spec = s.spec
-        oif = 0
-        if spec.out_link_name:
-            idx = links.get(spec.out_link_name)
-            if idx is None:
-                if s.id not in self._waiting:
-                    self._waiting.add(s.id)
-                    ctx.log.info("%s: waiting for link %s", s.id, spec.out_link_name)
-                retry.succeeded(s.id)
-                return
-            oif = idx
-        self._waiting.discard(s.id)
-        want = desired_route(spec, oif)
-        accepted = self._accepted.get(s.id)
-        if accepted is not None and accepted[0] == spec and accepted[1] in routes:
-            retry.succeeded(s.id)
-            return
-        plan = plan_route(want, routes, self._ours(s.id, links))
-        if plan.empty:
-            retry.succeeded(s.id)
-            return
-        try:
-            for k in plan.delete:
-                await self._delete(rtnl, routes, k)
-                ctx.log.info("%s: removed differing route %s", s.id, describe_route(k))
-            if plan.add is not None:
-                await rtnl.add_route(plan.add)
-        except KernelError as e:
-            retry.failed(s.id, e)
-            return
-        retry.succeeded(s.id)
-        self._accepted.pop(s.id, None)
-        before = set(routes)
-        routes[:] = await rtnl.routes()
-        created = want
-        if not any(same_key(want, k) and route_matches(want, k) for k in routes):
-            # The kernel stores the route differently from the spec (a flag it does not keep,
-            # a protocol it rewrites): accept what it made instead of rewriting it forever.
-            new = [k for k in routes if same_key(want, k) and k not in before]
-            if new:
-                created = new[0]
-                self._accepted[s.id] = (spec, created)
-                ctx.log.warning("%s: the kernel stores %s differently from the spec; accepted", s.id, created)
-        self.applied.add(APPLIED_KIND, s.id, route_record(created, spec.out_link_name))
-        ctx.log.info("%s: route %s added", s.id, describe_route(want))
-
-    async def _teardown(
-        self,
-        ctx: Context,
-        rtnl: Rtnl,
-        retry: KernelRetry,
-        s: _Spec,
-        links: dict[str, int],
-        routes: list[KernelRoute],
-    ) -> bool:
-        spec = s.spec
-        oif = 0
-        if spec.out_link_name:
-            idx = links.get(spec.out_link_name)
-            if idx is None:  # the link and its routes are gone
-                self.applied.remove(APPLIED_KIND, s.id)
-                retry.succeeded(s.id)
-                return True
-            oif = idx
-        want = desired_route(spec, oif)
-        try:
-            for k in teardown_routes(want, routes, self._ours(s.id, links)):
-                await self._delete(rtnl, routes, k)
-                ctx.log.info("%s: route %s removed", s.id, describe_route(k))
-        except KernelError as e:
-            retry.failed(s.id, e)
-            return False
+    def _release(self, ctx: Context, retry: KernelRetry, s: _Spec) -> None:
         retry.succeeded(s.id)
         self.applied.remove(APPLIED_KIND, s.id)
         self._waiting.discard(s.id)
         self._accepted.pop(s.id, None)
-        return True
+        self._wants.pop(s.id, None)
+        ctx.remove_finalizer(NETWORK, ROUTE_SPEC_TYPE, s.id, self.name)
 
-    async def _remove_stale(
+    def _applied(
         self,
         ctx: Context,
-        rtnl: Rtnl,
         retry: KernelRetry,
-        key: str,
-        data: dict[str, Any],
-        links: dict[str, int],
-        routes: list[KernelRoute],
-    ) -> bool:
-        try:
-            for k in [k for k in routes if record_matches(data, k, links)]:
-                await self._delete(rtnl, routes, k)
-                ctx.log.info("%s: route of an earlier configuration removed", key)
-        except KernelError as e:
-            retry.failed(f"stale {key}", e)
-            return False
-        retry.succeeded(f"stale {key}")
-        self.applied.remove(APPLIED_KIND, key)
-        return True
+        o: _Owner,
+        errors: Sequence[KernelError | None],
+        requests: Sequence[Request],
+        after: dict[RouteKey, list[RouteRecord]] | None,
+    ) -> None:
+        assert o.spec is not None and o.want is not None
+        s, want = o.spec, o.want
+        err = self._failed(o, errors)
+        for i in o.requests:
+            if requests[i].type == RTM_DELROUTE and (err is None or errors[i] is None):
+                ctx.log.info("%s: removed differing route %s", s.id, describe_route(requests[i].record))
+        if err is not None:
+            retry.failed(s.id, err)
+            return
+        retry.succeeded(s.id)
+        self._accepted.pop(s.id, None)
+        created = want
+        if after is not None:
+            bucket = after.get(route_key(want), [])
+            if not any(same_key(want, k) and route_matches(want, k) for k in bucket):
+                # The kernel stores the route differently from the spec (a flag it does not
+                # keep, a protocol it rewrites): accept what it made instead of rewriting it
+                # forever.
+                seen = {route_ident(k) for k in o.before}
+                new = [k for k in bucket if same_key(want, k) and route_ident(k) not in seen]
+                if new:
+                    created = new[0]
+                    self._accepted[s.id] = (s.spec, route_ident(created))
+                    ctx.log.warning(
+                        "%s: the kernel stores %s differently from the spec; accepted", s.id, created
+                    )
+        self.applied.add(APPLIED_KIND, s.id, route_record(created, s.spec.out_link_name))
+        ctx.log.info("%s: route %s added", s.id, describe_route(want))

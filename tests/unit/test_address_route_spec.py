@@ -31,12 +31,21 @@ from netd.controllers.route_spec import (
 from netd.kernel.applied import Applied
 from netd.kernel.rtnl import (
     AlreadyExists,
-    KernelAddress,
     KernelError,
     KernelLink,
-    KernelRoute,
     NotFound,
     gratuitous_arp_frame,
+)
+from netd.kernel.rtnl_batch import Request
+from netd.kernel.rtnl_codec import (
+    NLM_F_REPLACE,
+    RTM_DELADDR,
+    RTM_DELROUTE,
+    RTM_NEWADDR,
+    RTM_NEWROUTE,
+    AddressRecord,
+    CacheInfo,
+    RouteRecord,
 )
 from netd.netip import parse_addr, parse_prefix
 from netd.resources import register_all
@@ -58,9 +67,30 @@ def aspec(address: str = "10.0.0.5/24", flags: str = "permanent", **kw: Any) -> 
     )
 
 
-def kaddr(address: str = "10.0.0.5/24", flags: int = 0x80, scope: int = 0, **kw: Any) -> KernelAddress:
-    return KernelAddress(
-        index=2, address=parse_prefix(address), scope=scope, flags=flags, header_flags=flags & 0xFF, **kw
+def kaddr(
+    address: str = "10.0.0.5/24",
+    flags: int = 0x80,
+    scope: int = 0,
+    valid: int | None = None,
+    preferred: int | None = None,
+    index: int = 2,
+) -> AddressRecord:
+    """A kernel address as the dump decodes it."""
+    p = parse_prefix(address)
+    cache = None
+    if valid is not None or preferred is not None:
+        inf = 0xFFFFFFFF
+        cache = CacheInfo(inf if preferred is None else preferred, inf if valid is None else valid)
+    return AddressRecord(
+        family=V4 if p.version == 4 else V6,
+        prefixlen=p.network.prefixlen,
+        flags=flags & 0xFF,
+        scope=scope,
+        index=index,
+        address=p.ip,
+        local=p.ip if p.version == 4 else None,
+        cacheinfo=cache,
+        ifa_flags=flags,
     )
 
 
@@ -162,12 +192,17 @@ def rspec(
     )
 
 
-def kroute(dst: str | None = None, gw: str | None = None, **kw: Any) -> KernelRoute:
+def kroute(dst: str | None = None, gw: str | None = None, **kw: Any) -> RouteRecord:
+    """A kernel route as the dump decodes it (``table`` sets the header byte and RTA_TABLE)."""
+    p = parse_prefix(dst) if dst else None
+    table = kw.pop("table", 254)
     fields: dict[str, Any] = {
         "family": V6 if (gw and ":" in gw) or (dst and ":" in dst) else V4,
-        "dst": parse_prefix(dst) if dst else None,
+        "dst": p.network.network_address if p is not None and p.network.prefixlen else None,
+        "dst_len": p.network.prefixlen if p is not None else 0,
         "gateway": parse_addr(gw) if gw else None,
-        "table": 254,
+        "table": table if table < 256 else 252,
+        "table_id": table,
         "priority": 1024,
         "oif": 2,
         "scope": 0 if gw else 253,
@@ -175,13 +210,17 @@ def kroute(dst: str | None = None, gw: str | None = None, **kw: Any) -> KernelRo
         "protocol": STATIC,
     }
     fields.update(kw)
-    return KernelRoute(**fields)
+    return RouteRecord(**fields)
+
+
+def prefix_of(r: RouteRecord) -> Any:
+    return ipaddress.ip_interface((r.dst or ("0.0.0.0" if r.family == V4 else "::"), r.dst_len))
 
 
 def test_desired_route_normalisation() -> None:
     r = desired_route(rspec("10.1.2.3/16", "10.0.0.1", mtu=1400, src=parse_addr("10.0.0.5")), 2)
-    assert r.dst == parse_prefix("10.1.0.0/16") and r.gateway == parse_addr("10.0.0.1")
-    assert (r.table, r.priority, r.oif, r.mtu, r.scope, r.type, r.protocol) == (
+    assert (r.dst, r.dst_len) == (parse_addr("10.1.0.0"), 16) and r.gateway == parse_addr("10.0.0.1")
+    assert (r.full_table, r.priority, r.oif, r.mtu, r.scope, r.type, r.protocol) == (
         254,
         1024,
         2,
@@ -191,9 +230,9 @@ def test_desired_route_normalisation() -> None:
         STATIC,
     )
     assert desired_route(rspec("0.0.0.0/0", "10.0.0.1"), 2).dst is None
-    assert desired_route(rspec(gw="10.0.0.1", table=RoutingTable.UNSPEC), 2).table == 254
+    assert desired_route(rspec(gw="10.0.0.1", table=RoutingTable.UNSPEC), 2).full_table == 254
     assert desired_route(rspec(gw="fe80::1", family=Family.INET6, metric=0), 2).priority == 1024
-    assert desired_route(rspec(gw="10.0.0.1", metric=0), 2).priority == 0
+    assert not desired_route(rspec(gw="10.0.0.1", metric=0), 2).priority
     spec = rspec(gw="10.0.0.1")
     spec.type = RouteType.UNSPEC
     assert desired_route(spec, 2).type == 1
@@ -205,9 +244,9 @@ def test_route_key_and_match() -> None:
     assert same_key(want, k) and route_matches(want, k)
     for other in (
         replace(k, priority=1),
-        replace(k, table=180),
+        replace(k, table=180, table_id=180),
         replace(k, gateway=parse_addr("10.0.0.2")),
-        replace(k, dst=parse_prefix("10.1.0.0/24")),
+        replace(k, dst_len=24),
     ):
         assert not same_key(want, other)
     assert same_key(want, replace(k, oif=3))  # IPv4: the out link is not part of the key
@@ -220,10 +259,10 @@ def test_route_key_and_match() -> None:
     ):
         assert same_key(want, differing) and not route_matches(want, differing)
     assert route_matches(want, replace(k, flags=0x4000))  # offload: outside the mask
-    assert route_matches(want, replace(k, src=parse_addr("10.0.0.5")))  # spec has no src
+    assert route_matches(want, replace(k, prefsrc=parse_addr("10.0.0.5")))  # spec has no src
     assert not route_matches(
         desired_route(rspec("10.1.0.0/16", "10.0.0.1", src=parse_addr("10.0.0.9")), 2),
-        replace(k, src=parse_addr("10.0.0.5")),
+        replace(k, prefsrc=parse_addr("10.0.0.5")),
     )
     # a spec without out link adopts whatever link the kernel chose
     assert route_matches(desired_route(rspec("10.1.0.0/16", "10.0.0.1", link=""), 0), k)
@@ -283,7 +322,7 @@ def test_route_record_round_trip() -> None:
     assert record_matches(data, replace(want, mtu=9000, scope=253), links)  # key, link, protocol, type
     assert not record_matches(data, replace(want, oif=3), links)
     assert not record_matches(data, replace(want, protocol=3), links)
-    assert not record_matches(data, replace(want, table=254), links)
+    assert not record_matches(data, replace(want, table=254, table_id=254), links)
     assert not record_matches(data, want, {"eth1": 3})  # its link is gone: so is the route
     default = desired_route(rspec(gw="10.0.0.1", link=""), 0)
     assert record_matches(route_record(default, ""), replace(default, oif=5), links)
@@ -294,23 +333,56 @@ def test_route_record_round_trip() -> None:
 
 
 class FakeRtnl:
+    """The adapter over a kernel in memory: batches are applied request by request, in
+    order, each failure reported for its request only (as the kernel does)."""
+
     def __init__(self) -> None:
         self.link_list = [KernelLink(1, "lo", ""), KernelLink(2, "eth0", "02:00:00:00:00:01")]
-        self.addrs: list[KernelAddress] = []
-        self.route_list: list[KernelRoute] = []
+        self.addrs: list[AddressRecord] = []
+        self.route_list: list[RouteRecord] = []
         self.writes: list[tuple[str, Any]] = []
         self.fail: dict[Any, KernelError] = {}
+        self.batches = 0
 
     async def links(self) -> list[KernelLink]:
         return list(self.link_list)
 
-    async def addresses(self) -> list[KernelAddress]:
+    async def addresses(self) -> list[AddressRecord]:
         return list(self.addrs)
 
-    async def routes(self) -> list[KernelRoute]:
+    async def routes(self) -> list[RouteRecord]:
         return list(self.route_list)
 
-    async def add_address(
+    async def write(self, requests: Any) -> list[KernelError | None]:
+        self.batches += 1
+        out: list[KernelError | None] = []
+        for req in requests:
+            try:
+                self.one(req)
+                out.append(None)
+            except KernelError as e:
+                out.append(e)
+        return out
+
+    def one(self, req: Request) -> None:
+        rec = req.record
+        if req.type == RTM_NEWADDR:
+            cache = rec.cacheinfo
+            valid = None if cache is None or cache.valid == 0xFFFFFFFF else cache.valid
+            preferred = None if cache is None or cache.preferred == 0xFFFFFFFF else cache.preferred
+            self.add_address(rec.index, ipaddress.ip_interface((rec.ip, rec.prefixlen)), rec.scope,
+                             rec.all_flags, valid=valid, preferred=preferred,
+                             replace=bool(req.flags & NLM_F_REPLACE))  # fmt: skip
+        elif req.type == RTM_DELADDR:
+            self.delete_address(rec.index, ipaddress.ip_interface((rec.ip, rec.prefixlen)))
+        elif req.type == RTM_NEWROUTE:
+            self.add_route(rec)
+        elif req.type == RTM_DELROUTE:
+            self.delete_route(rec)
+        else:
+            raise AssertionError(req)
+
+    def add_address(
         self,
         index: int,
         address: Any,
@@ -324,28 +396,40 @@ class FakeRtnl:
         if address in self.fail:
             raise self.fail[address]
         self.writes.append(("replace" if replace else "add", str(address)))
-        self.addrs = [a for a in self.addrs if not (a.index == index and a.address == address)]
+        self.addrs = [
+            a
+            for a in self.addrs
+            if (a.index, a.ip, a.prefixlen) != (index, address.ip, address.network.prefixlen)
+        ]
         kflags = (flags | 0x80) if valid is None else flags & ~0x80
-        self.addrs.append(KernelAddress(index, address, scope, kflags, kflags & 0xFF, valid, preferred))
+        a = kaddr(str(address), kflags, scope, valid, preferred, index)
+        self.addrs.append(a)
 
-    async def delete_address(self, index: int, address: Any) -> None:
+    def delete_address(self, index: int, address: Any) -> None:
         self.writes.append(("del", str(address)))
         before = len(self.addrs)
-        self.addrs = [a for a in self.addrs if not (a.index == index and a.address == address)]
+        key = (index, address.ip, address.network.prefixlen)
+        self.addrs = [a for a in self.addrs if (a.index, a.ip, a.prefixlen) != key]
         if len(self.addrs) == before:
             raise NotFound(errno.EADDRNOTAVAIL, "delete")
 
-    async def add_route(self, r: KernelRoute) -> None:
-        if r.dst in self.fail:
-            raise self.fail[r.dst]
+    def add_route(self, r: RouteRecord) -> None:
+        if prefix_of(r) in self.fail:
+            raise self.fail[prefix_of(r)]
         if any(same_key(r, k) for k in self.route_list):
             raise AlreadyExists(errno.EEXIST, "add")
-        self.writes.append(("add", r.dst))
-        self.route_list.append(r)
+        self.writes.append(("add", prefix_of(r)))
+        self.route_list.append(replace(r))
 
-    async def delete_route(self, r: KernelRoute) -> None:
-        self.writes.append(("del", r.dst))
-        self.route_list = [k for k in self.route_list if replace(k, scope=r.scope) != r]
+    def delete_route(self, r: RouteRecord) -> None:
+        self.writes.append(("del", prefix_of(r)))
+        ident = (rc.route_key(r), r.oif or 0, r.protocol, r.type, r.scope)
+        before = len(self.route_list)
+        self.route_list = [
+            k for k in self.route_list if (rc.route_key(k), k.oif or 0, k.protocol, k.type, k.scope) != ident
+        ]
+        if len(self.route_list) == before:
+            raise NotFound(errno.ESRCH, "delete")
 
     def close(self) -> None:
         pass
@@ -385,7 +469,7 @@ async def test_address_controller_flow(state: State, tmp_path: Any) -> None:
     await c.reconcile(ctx)
     assert fake.writes == [("del", "10.9.9.9/24"), ("add", "10.0.0.5/24")]
     assert sorted(applied.items("address")) == ["eth0/10.0.0.5/24"]  # adopted ones are not recorded
-    assert {str(a.address) for a in fake.addrs} == {"192.168.1.1/24", "10.0.0.5/24", "10.0.0.6/24"}
+    assert {f"{a.ip}/{a.prefixlen}" for a in fake.addrs} == {"192.168.1.1/24", "10.0.0.5/24", "10.0.0.6/24"}
     assert all(r.md.finalizers == (c.name,) for r in state.list(NETWORK, ADDRESS_SPEC_TYPE))
 
     # Steady state writes nothing; the link appearing applies the waiting spec.
@@ -422,7 +506,7 @@ async def test_address_errors_are_per_spec(state: State) -> None:
     assert c.retry is not None and c.retry.pending
     del fake.fail[bad.address]
     await c.reconcile(ctx)
-    assert not c.retry.pending and {str(a.address) for a in fake.addrs} == {"10.0.0.5/24", "10.0.0.6/24"}
+    assert not c.retry.pending and {f"{a.ip}/{a.prefixlen}" for a in fake.addrs} == {"10.0.0.5/24", "10.0.0.6/24"}
 
 
 async def test_address_lease_renewal_refreshes_in_place(state: State) -> None:
@@ -433,20 +517,21 @@ async def test_address_lease_renewal_refreshes_in_place(state: State) -> None:
     c = AddressSpecController(Applied(), clock=lambda: now[0])
     ctx = make(state, c, fake)
     await c.reconcile(ctx)
-    assert fake.writes == [("add", "10.0.0.5/24")] and fake.addrs[0].valid == 600
+    assert fake.writes == [("add", "10.0.0.5/24")] and fake.addrs[0].cacheinfo.valid == 600
     now[0] = NOW + dt.timedelta(seconds=100)  # time passes: the spec did not change
     await c.reconcile(ctx)
     assert fake.writes == [("add", "10.0.0.5/24")]
     renewed = lease(900, 600)
     state.put(NETWORK, ADDRESS_SPEC_TYPE, s.id(), renewed, OWNER)
     await c.reconcile(ctx)
-    assert fake.writes[1:] == [("replace", "10.0.0.5/24")] and fake.addrs[0].valid == 800
+    assert fake.writes[1:] == [("replace", "10.0.0.5/24")] and fake.addrs[0].cacheinfo.valid == 800
 
 
 async def test_route_controller_flow(state: State) -> None:
     applied = Applied()
     fake = FakeRtnl()
     old = desired_route(rspec("10.50.0.0/16", "192.0.2.1"), 2)
+    old.table = 254  # as the kernel reports it
     applied.add("route", "inet4/192.0.2.1/10.50.0.0/16/1024", route_record(old, "eth0"))
     foreign_same_proto = kroute("10.60.0.0/16", "192.0.2.1")  # by hand, no spec has its key
     fake.route_list = [old, foreign_same_proto]
@@ -508,7 +593,7 @@ async def test_route_conflict_with_foreign_route_is_retried(state: State) -> Non
 
 def test_kernel_address_equality_uses_ip_and_prefix() -> None:
     a = kaddr("10.0.0.5/24")
-    assert ac.find_address([a], 2, ipaddress.ip_interface("10.0.0.5/24")) is a
+    assert ac.find_address([a], 2, ipaddress.ip_interface("10.0.0.5/24")) == a
     assert ac.find_address([a], 2, ipaddress.ip_interface("10.0.0.5/25")) is None
     assert ac.find_address([a], 3, ipaddress.ip_interface("10.0.0.5/24")) is None
     assert rc.IPV6_DEFAULT_METRIC == 1024
@@ -545,8 +630,8 @@ def test_ipv4_secondary_flag_is_the_kernels() -> None:
 
 async def test_a_flag_the_kernel_refuses_is_accepted_not_rewritten_forever(state: State) -> None:
     class Dropping(FakeRtnl):
-        async def add_address(self, index: int, address: Any, scope: int, flags: int, **kw: Any) -> None:
-            await super().add_address(index, address, scope, flags & ~0x400, **kw)  # drops mcautojoin
+        def add_address(self, index: int, address: Any, scope: int, flags: int, **kw: Any) -> None:
+            super().add_address(index, address, scope, flags & ~0x400, **kw)  # drops mcautojoin
 
     fake = Dropping()
     s = aspec(flags="permanent,mcautojoin")
@@ -572,8 +657,8 @@ def test_ipv6_protocol_unspec_is_the_kernels_boot() -> None:
 
 async def test_a_route_the_kernel_stores_differently_is_accepted(state: State) -> None:
     class Dropping(FakeRtnl):
-        async def add_route(self, r: KernelRoute) -> None:
-            await super().add_route(replace(r, flags=0))  # the kernel does not keep RTM_F_NOTIFY
+        def add_route(self, r: RouteRecord) -> None:
+            super().add_route(replace(r, flags=0))  # the kernel does not keep RTM_F_NOTIFY
 
     fake = Dropping()
     s = rspec("10.1.0.0/16", "192.0.2.1", flags="notify")
@@ -595,6 +680,6 @@ async def test_request_socket_joins_no_multicast_group() -> None:
     from netd.kernel.rtnl import Rtnl
 
     async with Rtnl() as rtnl:
-        sock = await rtnl._sock()
-        assert sock.status["groups"] == 0
+        sock = rtnl._b().sock
+        assert sock.getsockname()[1] == 0  # no multicast group
         assert any(link.name == "lo" for link in await rtnl.links())
