@@ -8,6 +8,7 @@ import datetime as dt
 import errno
 import ipaddress
 import socket
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -506,7 +507,8 @@ async def test_address_errors_are_per_spec(state: State) -> None:
     assert c.retry is not None and c.retry.pending
     del fake.fail[bad.address]
     await c.reconcile(ctx)
-    assert not c.retry.pending and {f"{a.ip}/{a.prefixlen}" for a in fake.addrs} == {"10.0.0.5/24", "10.0.0.6/24"}
+    assert not c.retry.pending
+    assert {f"{a.ip}/{a.prefixlen}" for a in fake.addrs} == {"10.0.0.5/24", "10.0.0.6/24"}
 
 
 async def test_address_lease_renewal_refreshes_in_place(state: State) -> None:
@@ -542,6 +544,7 @@ async def test_route_controller_flow(state: State) -> None:
     c = RouteSpecController(applied)
     ctx = make(state, c, fake)
     await c.reconcile(ctx)
+    assert fake.batches == 1  # one batch, in order:
     assert fake.writes == [
         ("del", parse_prefix("10.50.0.0/16")),  # recorded, unwanted: first-start cleanup
         ("add", parse_prefix("203.0.113.1/32")),  # the link route before ...
@@ -683,3 +686,62 @@ async def test_request_socket_joins_no_multicast_group() -> None:
         sock = rtnl._b().sock
         assert sock.getsockname()[1] == 0  # no multicast group
         assert any(link.name == "lo" for link in await rtnl.links())
+
+
+async def test_in_sync_reconcile_of_5000_routes_writes_nothing_and_is_cheap(state: State) -> None:
+    """5,000 specs, their 5,000 routes in the kernel plus 5,000 foreign ones: a pass is
+    O(specs + kernel routes) (routes indexed by key once) and writes nothing."""
+    fake = FakeRtnl()
+    applied = Applied()
+    for i in range(5000):
+        dst = f"10.{i >> 8}.{i & 255}.0/24"
+        s = rspec(dst, "192.0.2.1", table=RoutingTable(100))
+        state.put(NETWORK, ROUTE_SPEC_TYPE, s.id(), s, "network.RouteMergeController")
+        fake.route_list.append(kroute(dst, "192.0.2.1", table=100))
+        fake.route_list.append(kroute(f"11.{i >> 8}.{i & 255}.0/24", "192.0.2.1", protocol=4))
+    c = RouteSpecController(applied)
+    ctx = make(state, c, fake)
+    await c.reconcile(ctx)  # the first pass adopts (and caches the specs' desired routes)
+    assert fake.writes == [] and applied.items("route") == {}
+    t0 = time.process_time()
+    await c.reconcile(ctx)
+    cpu = time.process_time() - t0
+    assert fake.writes == [] and fake.batches == 0
+    assert cpu < 1.0, cpu
+
+
+async def test_in_sync_reconcile_of_5000_addresses_writes_nothing(state: State) -> None:
+    fake = FakeRtnl()
+    for i in range(5000):
+        a = f"172.16.{i >> 8}.{i & 255}/32"
+        s = aspec(a)
+        state.put(NETWORK, ADDRESS_SPEC_TYPE, s.id(), s, OWNER)
+        fake.addrs.append(kaddr(a))
+    c = AddressSpecController(Applied(), clock=lambda: NOW)
+    ctx = make(state, c, fake)
+    t0 = time.process_time()
+    await c.reconcile(ctx)
+    cpu = time.process_time() - t0
+    assert fake.writes == [] and fake.batches == 0
+    assert cpu < 1.0, cpu
+
+
+async def test_batch_errors_go_to_their_spec_only(state: State) -> None:
+    """One batch of 3 adds, the middle one refused: the others are recorded, the refused
+    one is retried (and recorded once it goes through)."""
+    fake = FakeRtnl()
+    applied = Applied()
+    specs = [rspec(f"10.{i}.0.0/16", "192.0.2.1") for i in range(3)]
+    for s in specs:
+        state.put(NETWORK, ROUTE_SPEC_TYPE, s.id(), s, "network.RouteMergeController")
+    fake.fail[parse_prefix("10.1.0.0/16")] = KernelError(errno.EINVAL, "add")
+    c = RouteSpecController(applied)
+    ctx = make(state, c, fake)
+    await c.reconcile(ctx)
+    assert fake.batches == 1 and len(fake.writes) == 2
+    assert sorted(applied.items("route")) == sorted([specs[0].id(), specs[2].id()])
+    assert c.retry is not None and c.retry.pending
+    del fake.fail[parse_prefix("10.1.0.0/16")]
+    await c.reconcile(ctx)
+    assert fake.writes[2:] == [("add", parse_prefix("10.1.0.0/16"))] and not c.retry.pending
+    assert len(applied.items("route")) == 3
