@@ -204,7 +204,7 @@ class Bench:
             stderr=subprocess.PIPE,
             bufsize=0,
         )
-        arrivals: queue.Queue[tuple[float, str]] = queue.Queue()
+        arrivals: queue.Queue[tuple[float, str | None]] = queue.Queue()
         assert self.watcher.stdout is not None
         threading.Thread(target=_read_events, args=(self.watcher.stdout, arrivals), daemon=True).start()
 
@@ -223,6 +223,8 @@ class Bench:
                     t, got = arrivals.get(timeout=left)
                 except queue.Empty:
                     continue
+                if got is None:
+                    raise RuntimeError(f"netctl watch exited:\n{self.watcher_stderr()}")
                 if got == addr:
                     return t - t0, t_ip
 
@@ -245,6 +247,14 @@ class Bench:
         ]
         return p99
 
+    def watcher_stderr(self) -> str:
+        w = self.watcher
+        if w is None or w.stderr is None:
+            return ""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            w.wait(2)
+        return w.stderr.read().decode(errors="replace") if w.poll() is not None else ""
+
     # ---- tear-down -----------------------------------------------------------------------
 
     def close(self) -> None:
@@ -265,8 +275,9 @@ class Bench:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def _read_events(stream: IO[bytes], out: queue.Queue[tuple[float, str]]) -> None:
-    """Reader thread: (arrival time, address) for every ``created`` line, stamped as it is read."""
+def _read_events(stream: IO[bytes], out: queue.Queue[tuple[float, str | None]]) -> None:
+    """Reader thread: (arrival time, address) for every ``created`` line, stamped as it is
+    read; (time, None) when the watcher's output ends."""
     for raw in iter(stream.readline, b""):
         t = time.perf_counter()
         try:
@@ -276,6 +287,7 @@ def _read_events(stream: IO[bytes], out: queue.Queue[tuple[float, str]]) -> None
         if doc.get("event") == "created":
             addr = str(doc.get("spec", {}).get("address") or "")
             out.put((t, addr.split("/")[0]))
+    out.put((time.perf_counter(), None))
 
 
 def table(rows: Sequence[tuple[str, str, str, str]]) -> Iterator[str]:
