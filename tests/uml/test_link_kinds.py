@@ -6,7 +6,8 @@ under UML) through four phases:
 1. apply: an 802.3ad bond and an active-backup bond with options, two veth slaves
    each (every slave has its own stub peer: no loop), an 802.1Q and an 802.1ad VLAN on
    a veth, a VLAN on the 802.3ad bond (the bond is its IFLA_LINK parent, not its
-   master), a dummy with an address (AddressSpecController);
+   master), a dummy with an address (AddressSpecController), a bond made by hand that
+   matches its spec (adopted: nothing written);
 2. change: new bond options (down, slaves detached, updated, re-attached), a VLAN's id
    and another's protocol changed (each deleted and created again);
 3. restart: fresh controllers on the same state write nothing (their log of writes is
@@ -60,6 +61,14 @@ AB = {
     "xmitHashPolicy": "layer2+3",
     "useCarrier": True,
 }
+# bond2 is made by hand with these options before the controller starts: adopted, no write
+ADOPTED = {
+    "mode": "balance-rr",
+    "miimon": 100,
+    "updelay": 200,
+    "xmitHashPolicy": "layer3+4",
+    "useCarrier": True,
+}
 DUMMY_ADDR = {
     "address": "192.0.2.10/24",
     "linkName": "dummy0",
@@ -82,6 +91,7 @@ def phase_specs(lacp: dict[str, Any], ab: dict[str, Any] | None, vid: int, qinq:
         vlan("eth0.200", "eth0", 200, qinq),
         vlan("bond0.10", "bond0", 10),
         logical("dummy0", "dummy"),
+        logical("bond2", "bond", bondMaster=ADOPTED),
     ]
     if ab:
         links.append(logical("bond1", "bond", bondMaster=ab))
@@ -116,6 +126,8 @@ def test_bond_vlan_dummy(lab: Lab) -> None:
     for s in ("eth1", "eth2", "eth3", "eth4"):
         lab.stub(n, s, up=False)
     eth3 = n.link("eth3")["ifindex"]
+    n.sh("ip link add bond2 type bond mode balance-rr miimon 100 updelay 200 xmit_hash_policy layer3+4")
+    n.sh("ip link set bond2 up")
 
     changed_lacp = {
         **LACP,
@@ -160,6 +172,7 @@ def test_bond_vlan_dummy(lab: Lab) -> None:
     check_vlan(applied, "eth0.200", "eth0", 200, "802.1ad")
     check_vlan(applied, "bond0.10", "bond0", 10, "802.1Q")
     assert applied["links"]["dummy0"]["linkinfo"]["info_kind"] == "dummy"
+    assert not [line for line in applied["log"] if "bond2" in line]  # adopted as it is
     addrs = n.ip_json("addr", "show", "dev", "dummy0")[0]["addr_info"]
     assert ("192.0.2.10", 24) in [(a["local"], a["prefixlen"]) for a in addrs]
 

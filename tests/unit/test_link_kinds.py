@@ -385,6 +385,72 @@ def test_bond_ordering_masters_before_slaves() -> None:
     assert order.index("zbond") < order.index("vlan5")
 
 
+# IFLA_LINKINFO of RTM_NEWLINK answers captured on the UML kernel (tools/uml-run, Linux 6.1):
+#   ip link add bond0 type bond mode active-backup miimon 100 updelay 300 downdelay 100 \
+#       peer_notify_delay 200 primary eth9 xmit_hash_policy layer2+3   (eth9, ifindex 3, enslaved)
+#   ip link add bond1 type bond mode 802.3ad lacp_rate fast miimon 100 xmit_hash_policy layer3+4 \
+#       ad_user_port_key 5
+#   ip link add link eth8p name vl5 type vlan id 5 protocol 802.1ad
+CAPTURED = {
+    "bond0": "09000100626f6e6400000000cc00020005000100010000000800030064000000080004002c010000080005006400"
+    "000008001c00c800000005000600010000000800070000000000080009000000000008000a000000000008000b00030000"
+    "0005000c000000000005000d000000000005000e000200000008000f0001000000050010000100000005001100000000000800"
+    "1200000000000800130001000000080014000100000005001d00010000000500150000000000050016000000000005001b00"
+    "0100000005001e00020000000500200001000000",
+    "bond1": "09000100626f6e6400000000e0000200050001000400000008000300640000000800040000000000080005000000"
+    "000008001c000000000005000600010000000800070000000000080009000000000008000a000000000005000c0000000000"
+    "05000d000000000005000e000100000008000f00010000000500100001000000050011000000000008001200000000000800"
+    "130001000000080014000100000005001d00010000000500150001000000050016000000000005001b000100000005001e00"
+    "02000000050020000100000006001800ffff000006001900050000000a001a000000000000000000",
+    "vl5": "09000100766c616e00000000200002000600050088a8000006000100050000000c00020001000000ffffffff",
+}
+
+
+def captured(name: str, index: int, link: int = 0) -> Any:
+    linkinfo = parse(bytes.fromhex(CAPTURED[name]))
+    kind = dict(linkinfo)[IFLA_INFO_KIND].rstrip(b"\0").decode()
+    return newlink(name, index, kind, dict(linkinfo)[IFLA_INFO_DATA], link=link)
+
+
+def test_captured_kernel_bonds_decode_and_compare_equal() -> None:
+    msg = captured("bond0", 6)
+    want = BondMasterSpec(
+        mode=BondMode.ACTIVE_BACKUP,
+        miimon=100,
+        updelay=300,
+        downdelay=100,
+        peer_notify_delay=200,
+        primary=3,
+        xmit_hash_policy=BondXmitHashPolicy.LAYER23,
+        use_carrier=True,
+    )
+    got = link_status(msg, with_sysfs=False)[1].bond_master
+    assert got == want.with_defaults().model_copy(update={"packets_per_slave": 1})  # reported in every mode
+    assert BondKind().in_sync(bond_spec(**want.model_dump()), kernel_link(msg))
+    assert not BondKind().in_sync(bond_spec(**(want.model_dump() | {"primary": 4})), kernel_link(msg))
+
+    msg = captured("bond1", 7)
+    want = BondMasterSpec(
+        mode=BondMode.IEEE8023AD,
+        lacp_rate=LACPRate.FAST,
+        miimon=100,
+        xmit_hash_policy=BondXmitHashPolicy.LAYER34,
+        ad_user_port_key=5,
+        use_carrier=True,
+    )
+    got = decode(kernel_link(msg).info_data)
+    assert (got.ad_actor_sys_prio, got.ad_user_port_key, got.lacp_rate, got.tlb_logical_lb) == (
+        65535,
+        5,
+        1,
+        1,
+    )
+    assert BondKind().in_sync(bond_spec(**want.model_dump()), kernel_link(msg))
+    assert not BondKind().in_sync(
+        bond_spec(**(want.model_dump() | {"lacp_rate": LACPRate.SLOW})), kernel_link(msg)
+    )
+
+
 # ---- VLAN ------------------------------------------------------------------------------------
 
 
@@ -431,6 +497,12 @@ def test_vlan_recreated_on_id_or_protocol_change() -> None:
     actions, problem = plan_link(vlan_spec(6), links, owned=False)
     assert actions == [] and problem is not None  # not ours: left alone
     assert plan_link(vlan_spec(5), links, owned=True)[0] == [SetUp("eth0.5", True)]
+
+
+def test_captured_vlan() -> None:
+    link = kernel_link(captured("vl5", 8, link=4))
+    assert not VLANKind().must_recreate(vlan_spec(5, 0x88A8), link)
+    assert VLANKind().must_recreate(vlan_spec(5), link)
 
 
 def test_vlan_status_decoded() -> None:
