@@ -413,7 +413,8 @@ class LinkSpecController(Controller):
                 self.applied.add(APPLIED_KIND, a.name, {"kind": spec.kind})
                 try:
                     await kind_for(spec.kind).create(ops, spec, links)
-                except NetlinkError:  # refused (EEXIST from a racing foreign link…): not ours
+                except (NetlinkError, NotReady):  # refused (EEXIST from a racing foreign link…) or
+                    # not possible yet (a VLAN's parent missing): nothing was created, so not ours
                     if not recorded_before:
                         self.applied.remove(APPLIED_KIND, a.name)
                     raise
