@@ -347,59 +347,91 @@ def _netlink_calls(pid: int, seconds: float) -> tuple[int, int] | None:
     return kinds.count("write"), kinds.count("get")
 
 
-def steady_state(ns: Namespace, n: int, settle_timeout: float, observe: float) -> dict[str, Any]:
-    """machined with ``n`` configured routes already in the kernel (it adopts them):
-    time to go idle, then netlink writes and RSS over ``observe`` seconds."""
+#: The machined cases: (name, routes added by hand before the start (with which protocol),
+#: routes in the config).
+CASES = {
+    "foreign": "10,000 foreign routes (proto boot), no route specs",
+    "adopt": "10,000 routes in the config, already in the kernel (adopted)",
+    "create": "10,000 routes in the config, none in the kernel yet",
+}
+
+
+def _config(tmp: Path, routes: int) -> Path:
+    lines = [
+        "version: v1alpha1",
+        "machine:",
+        "  network:",
+        "    interfaces:",
+        f"      - interface: {ROUTE_LINK}",
+        "        addresses: [192.0.2.10/24]",
+    ]
+    if routes:
+        lines.append("        routes:")
+        lines += [
+            f"          - network: {route_dst(i)}\n            gateway: {GATEWAY}" for i in range(routes)
+        ]
+    cfg = tmp / "config.yaml"
+    cfg.write_text("\n".join(lines) + "\n")
+    return cfg
+
+
+def _start_machined(ns: Namespace, tmp: Path, cfg: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    for d in ("/run/machined", "/var/run/wireguard"):
+        Path(d).mkdir(parents=True, exist_ok=True)
+    level = os.environ.get("NETD_BENCH_LOG_LEVEL", "info")
+    daemon = f"{MACHINED} --state-dir {tmp}/state --etc-dir {tmp}/etc --config {cfg} --log-level {level}"
+    script = "mount -t tmpfs tmpfs /run/machined && mount -t tmpfs tmpfs /var/run/wireguard && exec " + daemon
+    argv = ["ip", "netns", "exec", ns.name, "unshare", "--uts", "--mount", "--propagation", "private", "--",
+            "sh", "-c", script]  # fmt: skip
+    log_path = tmp / "machined.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    return proc, log_path
+
+
+def _static_routes(ns: Namespace) -> int:
+    out = ns.ip("-4", "route", "show", "proto", "static", check=False).stdout
+    return out.count("\n")
+
+
+def _stop_time(proc: subprocess.Popen[bytes]) -> float | None:
+    """Seconds machined takes to exit after SIGTERM (None: killed after 10 s)."""
+    t0 = time.monotonic()
+    _stop(proc)
+    took = time.monotonic() - t0
+    return took if took < 10 else None
+
+
+def steady_state(ns: Namespace, n: int, settle_timeout: float, observe: float, case: str) -> dict[str, Any]:
+    """machined in one of :data:`CASES`: time until all routes are in the kernel
+    (``create``), time to go idle, then netlink writes and RSS over ``observe``
+    seconds, and how long SIGTERM takes to stop it."""
     ns.flush()
+    ns.ip("route", "flush", "proto", "static", check=False)
+    ns.ip("route", "flush", "proto", "boot", "dev", ROUTE_LINK, check=False)
     tmp = Path(tempfile.mkdtemp(prefix="netd-bench-machined-"))
     out: dict[str, Any] = {"settled": None}
     try:
-        lines = [
-            "version: v1alpha1",
-            "machine:",
-            "  network:",
-            "    interfaces:",
-            f"      - interface: {ROUTE_LINK}",
-            "        addresses: [192.0.2.10/24]",
-            "        routes:",
-        ]
-        lines += [f"          - network: {route_dst(i)}\n            gateway: {GATEWAY}" for i in range(n)]
-        cfg = tmp / "config.yaml"
-        cfg.write_text("\n".join(lines) + "\n")
-        ns.ip_batch(
-            [
-                f"route add {route_dst(i)} via {GATEWAY} dev {ROUTE_LINK} proto static metric 1024"
-                for i in range(n)
-            ]
-        )
-        for d in ("/run/machined", "/var/run/wireguard"):
-            Path(d).mkdir(parents=True, exist_ok=True)
-        daemon = f"{MACHINED} --state-dir {tmp}/state --etc-dir {tmp}/etc --config {cfg} --log-level info"
-        script = (
-            "mount -t tmpfs tmpfs /run/machined && mount -t tmpfs tmpfs /var/run/wireguard && exec " + daemon
-        )
-        argv = [
-            "ip",
-            "netns",
-            "exec",
-            ns.name,
-            "unshare",
-            "--uts",
-            "--mount",
-            "--propagation",
-            "private",
-            "--",
-            "sh",
-            "-c",
-            script,
-        ]
-        log_path = tmp / "machined.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        cfg = _config(tmp, 0 if case == "foreign" else n)
+        if case != "create":
+            proto = "static" if case == "adopt" else "boot"
+            ns.ip_batch(
+                [
+                    f"route add {route_dst(i)} via {GATEWAY} dev {ROUTE_LINK} proto {proto} metric 1024"
+                    for i in range(n)
+                ]
             )
+        proc, log_path = _start_machined(ns, tmp, cfg)
         try:
             t0 = time.monotonic()
+            if case == "create":
+                while time.monotonic() - t0 < settle_timeout and proc.poll() is None:
+                    if _static_routes(ns) >= n:
+                        out["all_in_kernel"] = time.monotonic() - t0
+                        break
+                    time.sleep(0.2)
             time.sleep(0.5)
             last, quiet = _cpu_seconds(proc.pid), 0
             while time.monotonic() - t0 < settle_timeout:
@@ -422,17 +454,54 @@ def steady_state(ns: Namespace, n: int, settle_timeout: float, observe: float) -
                     out["writes_per_min"] = calls[0] * 60 / observe
                     out["gets_per_min"] = calls[1] * 60 / observe
                 out["rss_mb"] = _rss_mb(proc.pid)
-            out["routes_after"] = len(
-                json.loads(ns.ip("-j", "-4", "route", "show", "proto", "static").stdout or "[]")
-            )
+            out["routes_after"] = _static_routes(ns)
         finally:
-            _stop(proc)
+            out["sigterm_s"] = _stop_time(proc)
+        if case == "create":
+            # SIGTERM while busy: a fresh start with no route in the kernel, 1 s in.
+            ns.ip("route", "flush", "proto", "static", check=False)
+            shutil.rmtree(tmp / "state", ignore_errors=True)
+            proc, log_path = _start_machined(ns, tmp, cfg)
+            try:
+                time.sleep(1.0)
+                out["busy_cpu_s"] = _cpu_seconds(proc.pid)
+            finally:
+                out["sigterm_busy_s"] = _stop_time(proc)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
-def outer(reps: int, cold_n: int, settle_timeout: float, observe: float) -> int:
+def _steady_rows(case: str, n: int, st: dict[str, Any], settle_timeout: float) -> list[tuple[str, str, str]]:
+    def secs(x: float | None) -> str:
+        return "> 10 s" if x is None else f"{x:.2f} s"
+
+    rows = [(f"machined: {CASES[case].replace('10,000', f'{n:,}')}", "", "")]
+    if st.get("error"):
+        return [*rows, ("  failed", "", st["error"][:60])]
+    if "all_in_kernel" in st:
+        rows.append(("  start until all routes are in the kernel", f"{st['all_in_kernel']:.1f} s", ""))
+    elif case == "create":
+        rows.append(("  start until all routes are in the kernel", f">{settle_timeout:.0f} s", "not reached"))
+    if st["settled"] is None:
+        rows.append(("  idle (3 s without CPU use)", f">{settle_timeout:.0f} s", "never idle: not observed"))
+    else:
+        rows.append(("  start until idle", f"{st['settled']:.1f} s", ""))
+        rows.append(("  CPU time until idle", f"{st['cpu_s']:.1f} s", ""))
+        if "writes_per_min" in st:
+            rows.append(("  steady state: netlink writes/min (strace)", f"{st['writes_per_min']:.0f}", "0"))
+            rows.append(("  steady state: netlink get/dump requests/min", f"{st['gets_per_min']:.0f}", ""))
+        else:
+            rows.append(("  steady state: netlink writes/min", "n/a", "needs strace"))
+    rows.append(("  RSS", f"{st.get('rss_mb', 0):.0f} MB", "< 250 MB"))
+    rows.append(("  static routes in the kernel at the end", f"{st.get('routes_after', 0)}", ""))
+    rows.append(("  SIGTERM to exit", secs(st.get("sigterm_s")), "< 10 s"))
+    if "sigterm_busy_s" in st:
+        rows.append(("  SIGTERM to exit while busy (1 s after start)", secs(st["sigterm_busy_s"]), "< 10 s"))
+    return rows
+
+
+def outer(reps: int, cold_n: int, settle_timeout: float, observe: float, cases: list[str]) -> int:
     if os.geteuid() != 0:
         print("bench/apply.py needs root (network namespaces)", file=sys.stderr)
         return 2
@@ -449,7 +518,9 @@ def outer(reps: int, cold_n: int, settle_timeout: float, observe: float) -> int:
             ours, theirs = run_case(ns, what, n, reps)
             rows.append((f"add {what}", n, ours, theirs))
         cold = ns.inner("cold", cold_n)
-        steady = steady_state(ns, cold_n, settle_timeout, observe) if observe > 0 else None
+        steady = (
+            {c: steady_state(ns, cold_n, settle_timeout, observe, c) for c in cases} if observe > 0 else {}
+        )
 
     print(f"{'what':<16} {'N':>7} {'ours s':>9} {'ip -batch s':>12} {'ratio':>7}")
     for what, n, ours, theirs in rows:
@@ -471,27 +542,10 @@ def outer(reps: int, cold_n: int, settle_timeout: float, observe: float) -> int:
         (f"pyroute2 route dump alone ({cold['pyroute2_count']} msgs)", f"{cold['pyroute2_dump']:.3f} s", ""),
         ("peak RSS, process holding the RouteStatus", f"{cold['rss_mb']:.0f} MB", "< 250 MB (machined)"),
     ]
-    if steady is None:
+    if not steady:
         obs.append(("steady state (machined)", "skipped", "--observe 0"))
-    elif steady.get("error"):
-        obs.append(("steady state (machined)", "failed", steady["error"][:60]))
-    elif steady["settled"] is None:
-        obs += [
-            (
-                f"machined idle with {cold_n} routes (adopted)",
-                f">{settle_timeout:.0f} s",
-                "never idle: not observed",
-            ),
-            ("machined RSS at that point", f"{steady['rss_mb']:.0f} MB", "< 250 MB"),
-        ]
-    else:
-        obs.append((f"machined idle with {cold_n} routes (adopted)", f"{steady['settled']:.1f} s", ""))
-        if "writes_per_min" in steady:
-            obs.append(("steady state: netlink writes/min (strace)", f"{steady['writes_per_min']:.0f}", "0"))
-            obs.append(("steady state: netlink get/dump requests/min", f"{steady['gets_per_min']:.0f}", ""))
-        else:
-            obs.append(("steady state: netlink writes/min", "n/a", "needs strace"))
-        obs.append(("steady state: machined RSS", f"{steady['rss_mb']:.0f} MB", "< 250 MB"))
+    for case, st in steady.items():
+        obs += _steady_rows(case, cold_n, st, settle_timeout)
     for what, value, goal in obs:
         print(f"{what:<58} {value:>9}   {goal}")
     ratio = next(ours / theirs for what, n, ours, theirs in rows if what == "add routes" and n == 10_000)
@@ -510,12 +564,19 @@ def main() -> int:
     p.add_argument(
         "--observe", type=float, default=60, help="steady-state window in seconds (0: skip machined)"
     )
+    p.add_argument(
+        "--cases", default=",".join(CASES), help=f"machined cases, comma-separated ({', '.join(CASES)})"
+    )
     args = p.parse_args()
     if args.inner:
         print(json.dumps(INNER[args.inner](args.n)))
         return 0
     try:
-        return outer(args.reps, args.cold_n, args.settle, args.observe)
+        cases = [c for c in args.cases.split(",") if c]
+        unknown = [c for c in cases if c not in CASES]
+        if unknown:
+            p.error(f"unknown case {unknown[0]!r}")
+        return outer(args.reps, args.cold_n, args.settle, args.observe, cases)
     except KeyboardInterrupt:
         print("interrupted; namespace removed", file=sys.stderr)
         return 130

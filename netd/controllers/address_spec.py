@@ -62,9 +62,9 @@ from netd.kernel.rtnl import (
     KernelError,
     NotFound,
     Rtnl,
+    RtnlWatch,
     address_lifetimes,
     send_gratuitous_arp,
-    watch,
 )
 from netd.kernel.rtnl_batch import Request
 from netd.kernel.rtnl_codec import RTM_DELADDR, AddressRecord
@@ -239,6 +239,7 @@ class AddressSpecController(Controller):
         self.applied = applied
         self.clock = clock
         self.rtnl: Rtnl | None = None
+        self._watch: RtnlWatch | None = None
         self.retry: KernelRetry | None = None
         self._stale_done = False
         self._waiting: set[str] = set()  # specs whose link is missing (logged once)
@@ -251,12 +252,14 @@ class AddressSpecController(Controller):
         return [Input(NETWORK, ADDRESS_SPEC_TYPE, InputKind.STRONG)]
 
     async def run(self, ctx: Context) -> None:
-        watcher = asyncio.create_task(watch(LINK_GROUPS, ctx.trigger), name=f"{self.name}.watch")
+        self._watch = RtnlWatch(LINK_GROUPS, ctx.trigger)
+        watcher = asyncio.create_task(self._watch.run(), name=f"{self.name}.watch")
         try:
             await super().run(ctx)
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
+            self._watch = None
             if self.rtnl is not None:
                 self.rtnl.close()
                 self.rtnl = None
@@ -275,6 +278,8 @@ class AddressSpecController(Controller):
                 ctx.add_finalizer(NETWORK, ADDRESS_SPEC_TYPE, r.md.id, self.name)
             specs.append(_Spec(r.md.id, r.spec, tearing))
         ids = {s.id for s in specs}
+        if self._watch is not None:
+            self._watch.drain()  # what it has queued, the dumps below reflect
         link_list = await kernel.links()
         links = {link.name: link.index for link in link_list}
         self._macs = {link.name: link.hardware_addr for link in link_list}

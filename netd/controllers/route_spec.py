@@ -48,6 +48,7 @@ import asyncio
 import contextlib
 import ipaddress
 import socket
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,7 +56,7 @@ from typing import Any
 from cosi import Context, Controller, Input, InputKind, Phase
 from netd.kernel import rtnl
 from netd.kernel.applied import Applied
-from netd.kernel.rtnl import ROUTE_GROUPS, KernelError, NotFound, Rtnl, describe_route, watch
+from netd.kernel.rtnl import ROUTE_GROUPS, KernelError, NotFound, Rtnl, RtnlWatch, describe_route
 from netd.kernel.rtnl_batch import Request
 from netd.kernel.rtnl_codec import RTM_DELROUTE, RouteRecord, new_route
 from netd.netip import Addr, format_addr
@@ -72,16 +73,22 @@ APPLIED_KIND = "route"
 IPV6_DEFAULT_METRIC = 1024
 _MASK = int(ROUTE_FLAGS_COMPARE_MASK)
 
-#: (family, table, priority, gateway, destination network address, prefix length);
-#: a default route has destination None and length 0.
-RouteKey = tuple[int, int, int, Addr | None, Addr | None, int]
+#: (family, table, priority, gateway, destination network address, prefix length), the
+#: addresses as integers (an ``ipaddress`` object hashes through ``hex()``: slow); a
+#: default route has destination None and length 0.
+RouteKey = tuple[int, int, int, int | bytes | None, int | bytes | None, int]
+
+
+def _int(a: Addr | bytes | None) -> int | bytes | None:
+    return a if a is None or isinstance(a, bytes) else int(a)
 
 
 def route_key(r: RouteRecord) -> RouteKey:
     """The key of netd.md §5.3 (family, destination, gateway, table, priority), from the
     record's fields as the kernel reports them: no parsing."""
     plen = r.dst_len
-    return (r.family, r.full_table, r.priority or 0, r.gateway, r.dst if plen else None, plen)
+    table = r.table_id if r.table_id is not None else r.table
+    return (r.family, table, r.priority or 0, _int(r.gateway), _int(r.dst) if plen else None, plen)
 
 
 def route_ident(r: RouteRecord) -> tuple[Any, ...]:
@@ -89,12 +96,23 @@ def route_ident(r: RouteRecord) -> tuple[Any, ...]:
     return (route_key(r), r.oif or 0, r.protocol, r.scope, r.type, r.flags, r.prefsrc, r.mtu or 0)
 
 
-def index_routes(routes: Iterable[RouteRecord]) -> dict[RouteKey, list[RouteRecord]]:
-    """Kernel routes by key, built once per reconcile."""
+def index_routes(
+    routes: Iterable[RouteRecord], keys: dict[int, tuple[RouteRecord, RouteKey]] | None = None
+) -> dict[RouteKey, list[RouteRecord]]:
+    """Kernel routes by key, built once per reconcile.
+
+    ``keys`` (id → (record, key)) remembers the keys of the records seen last time
+    (an unchanged route is the same record object, see :meth:`Rtnl.routes`); it is
+    updated to hold exactly the records of ``routes``."""
     index: dict[RouteKey, list[RouteRecord]] = {}
+    old = dict(keys) if keys else {}
+    if keys is not None:
+        keys.clear()
     for r in routes:
-        plen = r.dst_len
-        key = (r.family, r.full_table, r.priority or 0, r.gateway, r.dst if plen else None, plen)
+        known = old.get(id(r))
+        key = known[1] if known is not None and known[0] is r else route_key(r)
+        if keys is not None:
+            keys[id(r)] = (r, key)
         bucket = index.get(key)
         if bucket is None:
             index[key] = [r]
@@ -229,7 +247,8 @@ def parse_record(data: dict[str, Any]) -> ParsedRecord | None:
         return None
     plen = dst.prefixlen if dst is not None else 0
     net = dst.network_address if dst is not None and plen else None
-    return ParsedRecord((family, table, priority, gw, net, plen), str(data.get("link", "")), protocol, type_)
+    key = (family, table, priority, _int(gw), _int(net), plen)
+    return ParsedRecord(key, str(data.get("link", "")), protocol, type_)
 
 
 def parsed_matches(p: ParsedRecord, k: RouteRecord, links: dict[str, int]) -> bool:
@@ -263,6 +282,14 @@ def deferred_save(applied: Applied, kind: str) -> Iterator[None]:
             applied._save()  # Applied has no bulk update (yet)
 
 
+def _never(k: RouteRecord) -> bool:
+    return False
+
+
+#: A pass with more writes than this logs one summary line instead of one per route.
+LOG_EACH_MAX = 50
+
+
 @dataclass
 class _Spec:
     id: str
@@ -288,6 +315,7 @@ class RouteSpecController(Controller):
     def __init__(self, applied: Applied) -> None:
         self.applied = applied
         self.rtnl: Rtnl | None = None
+        self._watch: RtnlWatch | None = None
         self.retry: KernelRetry | None = None
         self._stale_done = False
         self._waiting: set[str] = set()
@@ -295,17 +323,31 @@ class RouteSpecController(Controller):
         self._accepted: dict[str, tuple[RouteSpec, tuple[Any, ...]]] = {}
         # spec ID → (spec, oif, desired route, its key): a spec is parsed once, not per pass
         self._wants: dict[str, tuple[RouteSpec, int, RouteRecord, RouteKey]] = {}
+        # id(kernel route record) → (record, key): the keys of unchanged routes, kept
+        self._keys: dict[int, tuple[RouteRecord, RouteKey]] = {}
+        self._verbose = True  # log each write (few of them in this pass) or a summary
+        self.passes = 0
+
+    def _note(self, ctx: Context, msg: str, *args: Any) -> None:
+        """One line per write when a pass writes little; at debug level in a big pass
+        (10,000 lines cost more than the writes), which logs a summary instead."""
+        if self._verbose:
+            ctx.log.info(msg, *args)
+        else:
+            ctx.log.debug(msg, *args)
 
     def inputs(self) -> Sequence[Input]:
         return [Input(NETWORK, ROUTE_SPEC_TYPE, InputKind.STRONG)]
 
     async def run(self, ctx: Context) -> None:
-        watcher = asyncio.create_task(watch(ROUTE_GROUPS, ctx.trigger), name=f"{self.name}.watch")
+        self._watch = RtnlWatch(ROUTE_GROUPS, ctx.trigger)
+        watcher = asyncio.create_task(self._watch.run(), name=f"{self.name}.watch")
         try:
             await super().run(ctx)
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
+            self._watch = None
             if self.rtnl is not None:
                 self.rtnl.close()
                 self.rtnl = None
@@ -324,6 +366,8 @@ class RouteSpecController(Controller):
             self.retry = KernelRetry(ctx.log)
         if self.rtnl is None:
             self.rtnl = Rtnl()
+        t0 = time.monotonic()
+        self.passes += 1
         retry, kernel = self.retry, self.rtnl
         specs: list[_Spec] = []
         for r in ctx.list(NETWORK, ROUTE_SPEC_TYPE):
@@ -336,19 +380,30 @@ class RouteSpecController(Controller):
         ids = {s.id for s in specs}
         for gone in [i for i in self._wants if i not in ids]:
             del self._wants[gone]
+        if self._watch is not None:
+            self._watch.drain()  # what it has queued, the dumps below reflect
         links = {link.name: link.index for link in await kernel.links()}
-        index = index_routes(await kernel.routes())
+        routes = await kernel.routes()
+        index = index_routes(routes, self._keys)
         recorded = self.applied.items(APPLIED_KIND)
         requests: list[Request] = []
         owners: list[_Owner] = []
         doomed: set[int] = set()  # id() of the kernel routes this batch deletes
 
         def ours(key: str) -> Callable[[RouteRecord], bool]:
+            """Whether we created ``k`` (by the record of spec ``key``); the record is
+            parsed on the first question only (most specs never ask: they match)."""
             data = recorded.get(key)
-            p = parse_record(data) if data is not None else None
-            if p is None:
-                return lambda k: False
-            return lambda k: parsed_matches(p, k, links)
+            if data is None:
+                return _never
+            parsed: list[ParsedRecord | None] = []
+
+            def check(k: RouteRecord) -> bool:
+                if not parsed:
+                    parsed.append(parse_record(data))
+                return parsed[0] is not None and parsed_matches(parsed[0], k, links)
+
+            return check
 
         def delete(o: _Owner, k: RouteRecord) -> None:
             if id(k) not in doomed:
@@ -404,6 +459,9 @@ class RouteSpecController(Controller):
             bucket = index.get(key, ())
             if doomed and bucket:
                 bucket = [k for k in bucket if id(k) not in doomed]
+            if any(route_matches(want, k) for k in bucket):  # (the bucket has the key)
+                retry.succeeded(s.id)  # the common case, in sync: adopt
+                continue
             accepted = self._accepted.get(s.id)
             if (
                 accepted is not None
@@ -425,11 +483,12 @@ class RouteSpecController(Controller):
                 requests.append(rtnl.add_route(plan.add))
             running.append(o)
 
+        self._verbose = len(requests) <= LOG_EACH_MAX
         errors = await kernel.write(requests) if requests else []
         after: dict[RouteKey, list[RouteRecord]] | None = None
         if any(o.adds and not self._failed(o, errors) for o in running):
             # What the kernel made of the adds (it may store a route differently).
-            after = index_routes(await kernel.routes())
+            after = index_routes(await kernel.routes(), self._keys)
 
         with deferred_save(self.applied, APPLIED_KIND):
             for s in released:
@@ -441,7 +500,7 @@ class RouteSpecController(Controller):
                     continue
                 assert o.spec is not None
                 for i in o.requests:
-                    ctx.log.info("%s: route %s removed", o.key, describe_route(requests[i].record))
+                    self._note(ctx, "%s: route %s removed", o.key, describe_route(requests[i].record))
                 self._release(ctx, retry, o.spec)
             ok = True
             for o in stale:
@@ -451,7 +510,7 @@ class RouteSpecController(Controller):
                     ok = False
                     continue
                 if o.requests:
-                    ctx.log.info("%s: route of an earlier configuration removed", o.key[len("stale ") :])
+                    self._note(ctx, "%s: route of an earlier configuration removed", o.key[len("stale ") :])
                 retry.succeeded(o.key)
                 self.applied.remove(APPLIED_KIND, o.key[len("stale ") :])
             if not self._stale_done:
@@ -461,6 +520,24 @@ class RouteSpecController(Controller):
 
         retry.forget_except(ids | {f"stale {k}" for k in self.applied.items(APPLIED_KIND)})
         retry.schedule(ctx)
+        failed = sum(1 for e in errors if e is not None and not isinstance(e, NotFound))
+        if not self._verbose:
+            adds = sum(1 for r in requests if r.type != RTM_DELROUTE)
+            ctx.log.info(
+                "%d routes added, %d removed, %d requests failed (one batch)",
+                adds,
+                len(requests) - adds,
+                failed,
+            )
+        ctx.log.debug(
+            "pass %d: %d specs, %d kernel routes, %d writes (%d failed), %.0f ms",
+            self.passes,
+            len(specs),
+            len(routes),
+            len(requests),
+            failed,
+            (time.monotonic() - t0) * 1000,
+        )
 
     @staticmethod
     def _failed(o: _Owner, errors: Sequence[KernelError | None]) -> KernelError | None:
@@ -493,7 +570,7 @@ class RouteSpecController(Controller):
         err = self._failed(o, errors)
         for i in o.requests:
             if requests[i].type == RTM_DELROUTE and (err is None or errors[i] is None):
-                ctx.log.info("%s: removed differing route %s", s.id, describe_route(requests[i].record))
+                self._note(ctx, "%s: removed differing route %s", s.id, describe_route(requests[i].record))
         if err is not None:
             retry.failed(s.id, err)
             return
@@ -515,4 +592,4 @@ class RouteSpecController(Controller):
                         "%s: the kernel stores %s differently from the spec; accepted", s.id, created
                     )
         self.applied.add(APPLIED_KIND, s.id, route_record(created, s.spec.out_link_name))
-        ctx.log.info("%s: route %s added", s.id, describe_route(want))
+        self._note(ctx, "%s: route %s added", s.id, describe_route(want))
