@@ -17,7 +17,7 @@ import argparse
 import json
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -85,6 +85,31 @@ def resource_from_pb(r: pb.Resource) -> tuple[dict[str, Any], Any]:
         md["labels"] = dict(sorted(m.labels.items()))
     md["finalizers"] = list(m.finalizers)
     return md, json.loads(r.spec_json) if r.spec_json else {}
+
+
+def resource_json(r: pb.Resource) -> str:
+    """``"metadata":{...},"spec":{...}``: exactly how ``json.dumps(..., separators=(",", ":"))``
+    prints the two entries of :func:`resource_from_pb`, built straight from the message.
+
+    For ``-o json`` of 10,000 routes, decoding every spec and encoding it again
+    (plus a dict and an encoder call per metadata) was a third of the command.
+    The server encodes ``spec_json`` with that same compact ``json.dumps``
+    (machined/api/server.py), so it is pasted as it is; the metadata strings
+    go through the encoder's own string escaping, ints print as ``json`` prints
+    them, labels are sorted as :func:`resource_from_pb` sorts them.
+    """
+    from json.encoder import encode_basestring_ascii as q
+
+    m = r.metadata
+    labels = ""
+    if m.labels:
+        labels = ',"labels":{' + ",".join(q(k) + ":" + q(v) for k, v in sorted(m.labels.items())) + "}"
+    return (
+        f'"metadata":{{"namespace":{q(m.namespace)},"type":{q(m.type)},"id":{q(m.id)},'
+        f'"version":{int.__repr__(m.version)},"owner":{q(m.owner)},"phase":{q(m.phase)},'
+        f'"created":{q(m.created)},"updated":{q(m.updated)}{labels},'
+        f'"finalizers":[{",".join(map(q, m.finalizers))}]}},"spec":{r.spec_json or "{}"}'
+    )
 
 
 def parse_endpoint(endpoint: str) -> tuple[str, str]:
@@ -205,6 +230,12 @@ class Client:
     # ---- resources ---------------------------------------------------------------
 
     def get(self, type_: str, id_: str, namespace: str = "") -> tuple[str, Definition, dict[str, Any], Any]:
+        node, d, r = self.get_pb(type_, id_, namespace)
+        md, spec = resource_from_pb(r)
+        return node, d, md, spec
+
+    def get_pb(self, type_: str, id_: str, namespace: str = "") -> tuple[str, Definition, pb.Resource]:
+        """:meth:`get` with the resource as the server sent it (see :func:`resource_json`)."""
         import grpc
 
         from machined.api import machined_pb2 as pb
@@ -213,12 +244,16 @@ class Client:
             r = self.resources.Get(pb.GetRequest(namespace=namespace, type=type_, id=id_), timeout=TIMEOUT)
         except grpc.RpcError as e:
             raise self.error(e) from None
-        md, spec = resource_from_pb(r.resource)
-        return r.node, definition_from_pb(r.definition), md, spec
+        return r.node, definition_from_pb(r.definition), r.resource
 
     def list(
         self, type_: str, namespace: str = ""
     ) -> tuple[str, Definition, list[tuple[dict[str, Any], Any]]]:
+        node, d, resources = self.list_pb(type_, namespace)
+        return node, d, [resource_from_pb(x) for x in resources]
+
+    def list_pb(self, type_: str, namespace: str = "") -> tuple[str, Definition, Sequence[pb.Resource]]:
+        """:meth:`list` with the resources as the server sent them (see :func:`resource_json`)."""
         import grpc
 
         from machined.api import machined_pb2 as pb
@@ -227,13 +262,33 @@ class Client:
             r = self.resources.List(pb.ListRequest(namespace=namespace, type=type_), timeout=TIMEOUT)
         except grpc.RpcError as e:
             raise self.error(e) from None
-        return r.node, definition_from_pb(r.definition), [resource_from_pb(x) for x in r.resources]
+        return r.node, definition_from_pb(r.definition), r.resources
 
     def watch(
         self, type_: str, id_: str = "", namespace: str = ""
     ) -> tuple[Definition, Iterator[tuple[str, str, dict[str, Any] | None, Any]]]:
         """The definition, then (node, event, metadata, spec) per event; event is
         ``created``/``updated``/``destroyed``/``bootstrapped``."""
+        d, stream = self.watch_pb(type_, id_, namespace)
+
+        def events() -> Iterator[tuple[str, str, dict[str, Any] | None, Any]]:
+            try:
+                for node, event, r in stream:
+                    if r is None:
+                        yield node, event, None, None
+                    else:
+                        md, spec = resource_from_pb(r)
+                        yield node, event, md, spec
+            finally:
+                stream.close()  # cancels the call
+
+        return d, events()
+
+    def watch_pb(
+        self, type_: str, id_: str = "", namespace: str = ""
+    ) -> tuple[Definition, Generator[tuple[str, str, pb.Resource | None], None, None]]:
+        """:meth:`watch` with the resources as the server sent them: (node, event, resource),
+        resource None for ``bootstrapped``."""
         import grpc
 
         from machined.api import machined_pb2 as pb
@@ -245,14 +300,13 @@ class Client:
             raise self.error(e) from None
         names = {pb.CREATED: "created", pb.UPDATED: "updated", pb.DESTROYED: "destroyed"}
 
-        def events() -> Iterator[tuple[str, str, dict[str, Any] | None, Any]]:
+        def events() -> Generator[tuple[str, str, pb.Resource | None], None, None]:
             try:
                 for msg in stream:
                     if msg.event == pb.BOOTSTRAPPED:
-                        yield msg.node, "bootstrapped", None, None
+                        yield msg.node, "bootstrapped", None
                     elif msg.event in names:
-                        md, spec = resource_from_pb(msg.resource)
-                        yield msg.node, names[msg.event], md, spec
+                        yield msg.node, names[msg.event], msg.resource
             except grpc.RpcError as e:
                 raise self.error(e) from None
             finally:

@@ -39,8 +39,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _get(client: Any, args: argparse.Namespace) -> int:
-    from netctl.output import document_rows, make_document, render_json, render_yaml, tabulate
+    from netctl.output import document_rows, make_document, render_json_lines, render_yaml, tabulate
 
+    if args.output == "json":
+        # Encoded straight from the messages, the specs pasted as the server sent them.
+        from netctl.client import resource_json
+
+        if args.id is not None:
+            node, _, r = client.get_pb(args.type, args.id, args.namespace)
+            resources = [r]
+        else:
+            node, _, resources = client.list_pb(args.type, args.namespace)
+        sys.stdout.write(render_json_lines(node, map(resource_json, resources)))
+        return 0
     if args.id is not None:
         node, d, md, spec = client.get(args.type, args.id, args.namespace)
         items = [(md, spec)]
@@ -49,10 +60,8 @@ def _get(client: Any, args: argparse.Namespace) -> int:
     docs = [make_document(node, md, spec) for md, spec in items]
     if args.output == "table":
         sys.stdout.write(tabulate(document_rows(d.display_type, d.print_columns, docs)))
-    elif args.output == "yaml":
-        sys.stdout.write(render_yaml(docs))
     else:
-        sys.stdout.write(render_json(docs))
+        sys.stdout.write(render_yaml(docs))
     return 0
 
 
@@ -80,8 +89,10 @@ class _WatchTable:
 
 
 def _watch(client: Any, args: argparse.Namespace) -> int:
-    from netctl.output import WATCH_MARKS, document_row, make_document, render_json, render_yaml, table_header
+    from netctl.output import WATCH_MARKS, document_row, make_document, render_yaml, table_header
 
+    if args.output == "json":
+        return _watch_json(client, args)
     d, events = client.watch(args.type, args.id or "", args.namespace)
     table = _WatchTable(table_header(d.print_columns, watch=True)) if args.output == "table" else None
     first = True
@@ -98,14 +109,25 @@ def _watch(client: Any, args: argparse.Namespace) -> int:
             table.add(document_row(d.display_type, d.print_columns, doc, WATCH_MARKS[event]))
             if bootstrapped:
                 table.flush()
-        elif args.output == "yaml":
+        else:
             out = render_yaml([doc])
             sys.stdout.write(out if first else "---\n" + out)
-            sys.stdout.flush()
-        else:
-            sys.stdout.write(render_json([doc]))
             sys.stdout.flush()
         first = False
     if table is not None:
         table.flush()
+    return 0
+
+
+def _watch_json(client: Any, args: argparse.Namespace) -> int:
+    """``--watch -o json``: one line per event, encoded straight from the message."""
+    from netctl.client import resource_json
+    from netctl.output import render_json_lines
+
+    _, events = client.watch_pb(args.type, args.id or "", args.namespace)
+    for node, event, r in events:
+        if r is None:
+            continue  # bootstrapped: nothing to print in json
+        sys.stdout.write(render_json_lines(node, [resource_json(r)], event))
+        sys.stdout.flush()
     return 0

@@ -16,12 +16,12 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 import grpc
 
-from cosi import EventType, Resource, Runtime, State
+from cosi import Event, EventType, Resource, Runtime, State
 from cosi.definition import ResourceDefinition
 from cosi.errors import AmbiguousTypeError, UnknownTypeError
 from cosi.resource import metadata_dict, spec_dict
@@ -109,6 +109,63 @@ def resource_pb(res: Resource) -> pb.Resource:
     )
 
 
+class PbCache:
+    """The encoded ``pb.Resource`` of every current resource the API has sent.
+
+    Encoding a resource (pydantic dump, two timestamps, JSON) costs ~25 µs, so
+    listing 10,000 routes cost ~280 ms per ``List``, every time, although
+    stored resources never change in place: each write stores a new
+    ``Resource`` object (cosi/resource.py). The cache maps (kind, id) to the
+    resource object it encoded and its message; an entry is used only for
+    that very object (``is``), and it is dropped synchronously on every
+    event of its id (a state subscription per kind, taken on first use), so
+    the cache holds current resources only: an update or a destroy frees the
+    old message at once, a destroyed-then-recreated id never sees a stale one.
+    Entries are added only for the resource the state holds at that moment,
+    so a watcher encoding an old event cannot put a stale entry back.
+
+    The cached messages are never mutated: callers copy them into their
+    responses (``ListResponse(resources=...)``/``CopyFrom`` copy).
+    """
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self._kinds: dict[tuple[str, str], dict[str, tuple[Resource, pb.Resource]]] = {}
+        self._unsubscribe: list[Callable[[], None]] = []
+
+    def _entries(self, namespace: str, type_: str) -> dict[str, tuple[Resource, pb.Resource]]:
+        kind = (namespace, type_)
+        entries = self._kinds.get(kind)
+        if entries is None:
+            entries = self._kinds[kind] = {}
+
+            def evict(ev: Event) -> None:
+                if ev.resource is not None:
+                    entries.pop(ev.resource.md.id, None)
+
+            self._unsubscribe.append(self.state.subscribe(namespace, type_, evict))
+        return entries
+
+    def get(self, res: Resource) -> pb.Resource:
+        """The message of ``res`` (built once per stored resource object)."""
+        md = res.md
+        entries = self._entries(md.namespace, md.type)
+        hit = entries.get(md.id)
+        if hit is not None and hit[0] is res:
+            return hit[1]
+        msg = resource_pb(res)
+        if self.state.get(md.namespace, md.type, md.id) is res:
+            entries[md.id] = (res, msg)
+        return msg
+
+    def close(self) -> None:
+        """Unsubscribe and forget everything (the server stops)."""
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()
+        self._kinds.clear()
+
+
 class _Resolver:
     def __init__(self, state: State) -> None:
         self.state = state
@@ -129,6 +186,7 @@ class ResourceService(pb_grpc.ResourceServiceServicer):
         self.node = node
         self.state = node.state
         self._resolver = _Resolver(node.state)
+        self.cache = PbCache(node.state)
 
     async def Get(
         self, request: pb.GetRequest, context: grpc.aio.ServicerContext[object, object]
@@ -140,7 +198,7 @@ class ResourceService(pb_grpc.ResourceServiceServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, msg)
             raise AssertionError("unreachable")
         return pb.GetResponse(
-            node=node_name(self.state), definition=definition_pb(d), resource=resource_pb(res)
+            node=node_name(self.state), definition=definition_pb(d), resource=self.cache.get(res)
         )
 
     async def List(
@@ -150,7 +208,7 @@ class ResourceService(pb_grpc.ResourceServiceServicer):
         return pb.ListResponse(
             node=node_name(self.state),
             definition=definition_pb(d),
-            resources=[resource_pb(r) for r in self.state.list(ns, d.type)],
+            resources=[self.cache.get(r) for r in self.state.list(ns, d.type)],
         )
 
     async def Watch(
@@ -169,9 +227,9 @@ class ResourceService(pb_grpc.ResourceServiceServicer):
                         await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "watch fell too far behind")
                     msg = pb.WatchResponse(node=node, event=_EVENTS[ev.type])
                     if ev.resource is not None:
-                        msg.resource.CopyFrom(resource_pb(ev.resource))
+                        msg.resource.CopyFrom(self.cache.get(ev.resource))
                     if ev.old is not None:
-                        msg.old.CopyFrom(resource_pb(ev.old))
+                        msg.old.CopyFrom(self.cache.get(ev.old))
                     yield msg
 
 
@@ -253,11 +311,13 @@ class ApiServer:
         self.listen_tcp = listen_tcp
         self.tls = tls
         self.server: grpc.aio.Server | None = None
+        self.resources: ResourceService | None = None
 
     async def start(self) -> None:
         """Bind and serve; :class:`ApiError` when a socket or a TLS file is unusable."""
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-        pb_grpc.add_ResourceServiceServicer_to_server(ResourceService(self.node), server)  # type: ignore[no-untyped-call]
+        self.resources = ResourceService(self.node)
+        pb_grpc.add_ResourceServiceServicer_to_server(self.resources, server)  # type: ignore[no-untyped-call]
         pb_grpc.add_MachineServiceServicer_to_server(MachineService(self.node), server)  # type: ignore[no-untyped-call]
         self._bind_unix(server)
         try:
@@ -308,6 +368,9 @@ class ApiServer:
         if self.server is not None:
             await self.server.stop(grace)
             self.server = None
+        if self.resources is not None:
+            self.resources.cache.close()
+            self.resources = None
         with contextlib.suppress(OSError):
             os.unlink(self.unix_path)
 
