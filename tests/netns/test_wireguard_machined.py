@@ -7,7 +7,8 @@ LinkStatus (``netctl get links wg0``) says ``kind: wireguard`` with the public k
 and the peer's handshake time and byte counters; a machined restart keeps the tunnel (same
 ifindex, same wireguard-go process, a ping across it loses at most a couple of packets, no new
 handshake: nothing was rewritten); a peer added and then removed by apply-config is written as
-a diff (the existing peer's session, i.e. its handshake time, is untouched).
+a diff (the existing peer's session, i.e. its handshake time, is untouched); wg0 removed from the
+config deletes the link and stops its wireguard-go.
 """
 
 from __future__ import annotations
@@ -206,6 +207,13 @@ def test_static_wireguard_through_machined(lab: Lab) -> None:
     assert handshakes(a)[pb] == hs
     assert a.link("wg0")["ifindex"] == index and wg_pid(a) == pid
     assert pings(a, "10.9.0.2")
+
+    # wg0 gone from the config: the link is deleted and its wireguard-go stops
+    ma.apply(cfg_a[: cfg_a.index("      - interface: wg0")])
+    wait_until(
+        lambda: a.run(["ip", "link", "show", "wg0"], check=False).returncode != 0, timeout=20, what="wg0 gone"
+    )
+    wait_until(lambda: not Path(f"/proc/{pid}").exists(), timeout=10, what="wireguard-go stopped")
     ma.stop()
     mb.stop()
     print(f"total {time.monotonic() - t0:.1f}s")
