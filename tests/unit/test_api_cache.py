@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from cosi import State
-from cosi.resource import rfc3339
-from machined.api.server import PbCache
+from cosi.resource import metadata_dict, rfc3339, spec_dict
+from machined.api.server import PbCache, resource_pb
 from netctl.cli import main as netctl
 from netctl.client import Client
 from netd.resources import register_all
@@ -217,3 +217,27 @@ def test_flag_names_memo_matches_the_walk(cls: type[RouteFlags]) -> None:
         assert x.names() == want and str(x) == ",".join(want) and f"{x}" == ",".join(want)
         x.names().append("mutated")  # a fresh list every time
         assert x.names() == want
+
+
+def test_resource_pb_is_metadata_dict_and_compact_spec_json() -> None:
+    st = State()
+    register_all(st)
+    st.put(
+        NETWORK, ROUTE_STATUS_TYPE, WEIRD, route("10.0.2.0/24", WEIRD, 0x100), labels={WEIRD: "x", "a": ""}
+    )
+    st.add_finalizer(NETWORK, ROUTE_STATUS_TYPE, WEIRD, "b", WEIRD)
+    st.teardown(NETWORK, ROUTE_STATUS_TYPE, WEIRD)
+    st.put(NETWORK, RESOLVER_SPEC_TYPE, "plain", ResolverSpec())
+    for res in (
+        st.must_get(NETWORK, ROUTE_STATUS_TYPE, WEIRD),
+        st.must_get(NETWORK, RESOLVER_SPEC_TYPE, "plain"),
+    ):
+        m = resource_pb(res)
+        md = metadata_dict(res.md)
+        got = {f: getattr(m.metadata, f) for f in ("namespace", "type", "id", "version", "owner", "phase")}
+        got |= {"created": m.metadata.created, "updated": m.metadata.updated}
+        if m.metadata.labels:
+            got["labels"] = dict(m.metadata.labels)
+        got["finalizers"] = list(m.metadata.finalizers)
+        assert got == md
+        assert m.spec_json == json.dumps(spec_dict(res.spec), separators=(",", ":"))
