@@ -109,6 +109,13 @@ def handshakes(node: Node) -> dict[str, int]:
     return {k: int(v) for k, v in (line.split() for line in out.splitlines())}
 
 
+def writes(node: Node) -> int:
+    """WireGuard configuration writes machined logged in this node (all its runs)."""
+    return sum(
+        p.read_text().count("WireGuard configuration written") for p in node.log_dir.glob("*machined*.log")
+    )
+
+
 def wg_pid(node: Node) -> int:
     code = "from netd.kernel.wireguard import UserspaceBackend; print(UserspaceBackend().pid('wg0'))"
     return int(node.run([sys.executable, "-c", code]).stdout)
@@ -169,7 +176,8 @@ def test_static_wireguard_through_machined(lab: Lab) -> None:
     print(f"up and handshaken after {time.monotonic() - t0:.1f}s")
 
     # machined restart: the tunnel stays (same link, same wireguard-go, no rewrite)
-    index, pid, hs = a.link("wg0")["ifindex"], wg_pid(a), handshakes(a)[pb]
+    index, pid, hs, w0 = a.link("wg0")["ifindex"], wg_pid(a), handshakes(a)[pb], writes(a)
+    assert w0 == 1  # created and configured once; the link events since wrote nothing
     monitor = a.popen(["ip", "monitor", "link"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     ping = a.popen(["ping", "-i", "0.1", "-c", "100", "-W", "1", "10.9.0.2"], stdout=subprocess.PIPE)
     time.sleep(1)
@@ -190,6 +198,7 @@ def test_static_wireguard_through_machined(lab: Lab) -> None:
     assert a.link("wg0")["ifindex"] == index
     assert wg_pid(a) == pid
     assert handshakes(a)[pb] == hs  # the peer was not re-added (a re-add resets the session)
+    assert writes(a) == w0  # the new machined adopted the device: read it, wrote nothing
     wait_until(status_ok, timeout=20, what="LinkStatus after the restart")
 
     # a peer added, then removed: written as a diff (the existing peer's session stays)
@@ -201,10 +210,12 @@ def test_static_wireguard_through_machined(lab: Lab) -> None:
         what="LinkStatus with two peers",
     )
     assert handshakes(a)[pb] == hs
+    assert writes(a) == w0 + 1
     ma.apply(cfg_a)
     wait_until(lambda: pc not in handshakes(a), timeout=20, what="peer removed")
     time.sleep(2)  # a re-added peer would handshake again within its 1 s keepalive
     assert handshakes(a)[pb] == hs
+    assert writes(a) == w0 + 2
     assert a.link("wg0")["ifindex"] == index and wg_pid(a) == pid
     assert pings(a, "10.9.0.2")
 

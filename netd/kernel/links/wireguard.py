@@ -32,6 +32,7 @@ controller's per-spec retry (KernelRetry) handles them like netlink errors.
 from __future__ import annotations
 
 import errno
+import logging
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -58,6 +59,8 @@ if TYPE_CHECKING:
     from netd.kernel.links.ops import LinkOps
 
 T = TypeVar("T")
+
+log = logging.getLogger("network.LinkSpecController.wireguard")
 
 KERNEL_KIND = "wireguard"
 USERSPACE_KIND = "tun"
@@ -132,7 +135,11 @@ class WireguardKind(LinkKind):
 
     async def _configure(self, backend: WireguardBackend, spec: LinkSpec, index: int | None) -> None:
         name = spec.name
-        await _backend_call(f"configure {name}", lambda: backend.configure(name, spec.wireguard))
+        wrote = await _backend_call(f"configure {name}", lambda: backend.configure(name, spec.wireguard))
+        if wrote:
+            log.info("link %s: WireGuard configuration written (%s backend)", name, backend.name)
+        else:
+            log.debug("link %s: WireGuard device already as configured (%s backend)", name, backend.name)
         device = await _backend_call(f"read {name}", lambda: backend.get(name))
         if index is None:
             try:
