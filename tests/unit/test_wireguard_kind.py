@@ -174,6 +174,11 @@ async def test_update_configures_then_is_in_sync(tmp_path: Path) -> None:
     assert len(be.sent) == 1 and fresh.in_sync(spec, link)
     kind.forget(5)
     assert not kind.in_sync(spec, link)
+    await kind.update(None, spec, link, {"wg0": link})  # type: ignore[arg-type]
+    kind.prune({"wg0": link})
+    assert kind.in_sync(spec, link)
+    kind.prune({})  # deleted behind our back
+    assert not kind.in_sync(spec, link)
 
 
 async def test_backend_errors_become_oserror(tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ device is a ``tun`` link with a UAPI socket. So, unlike the other kinds:
   ``configure`` writes only the difference (nothing in steady state).
   ``in_sync`` is asked synchronously of a :class:`KernelLink`, so it compares
   the spec with what the device held when *this process* last configured it
-  (a cache keyed by ifindex, so a recreated link is never taken for the old
-  one). After a start the cache is empty: the first pass "updates" every
+  (a cache keyed by network namespace and ifindex, so a recreated link is never
+  taken for the old one). After a start the cache is empty: the first pass "updates" every
   WireGuard link, and that update reads the device and writes nothing when it
   already matches (adoption of a running wireguard-go, or a kernel device,
   after a machined restart). Changes made behind our back (``wg set``) are not
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -103,13 +104,22 @@ async def _backend_call(what: str, fn: Callable[[], Awaitable[T]]) -> T:
         raise OSError(e.errno or errno.EIO, f"{what}: {e}") from e
 
 
+def _netns() -> int:
+    """This thread's network namespace (its inode): ifindexes are per namespace, and one
+    process may run link controllers in several (tests)."""
+    try:
+        return os.stat("/proc/thread-self/ns/net").st_ino
+    except OSError:
+        return 0
+
+
 class WireguardKind(LinkKind):
     kind = KERNEL_KIND
     refresh = "wireguard"
 
     def __init__(self, sock_dir: Path = SOCKET_DIR) -> None:
         self.sock_dir = sock_dir
-        self._configured: dict[int, Configured] = {}  # by ifindex
+        self._configured: dict[tuple[int, int], Configured] = {}  # by (netns, ifindex)
 
     # ---- pure ------------------------------------------------------------------------
 
@@ -119,11 +129,17 @@ class WireguardKind(LinkKind):
         return spec.type == LinkType.NETROM or link.type == spec.type
 
     def in_sync(self, spec: LinkSpec, link: KernelLink) -> bool:
-        return spec_in_sync(spec.wireguard, self._configured.get(link.index))
+        return spec_in_sync(spec.wireguard, self._configured.get((_netns(), link.index)))
 
     def forget(self, index: int) -> None:
         """Drop what we know of a device (deleted, or about to be recreated)."""
-        self._configured.pop(index, None)
+        self._configured.pop((_netns(), index), None)
+
+    def prune(self, links: Links) -> None:
+        """Drop what we know of devices that are gone (deleted behind our back)."""
+        ns, present = _netns(), {link.index for link in links.values()}
+        for key in [k for k in self._configured if k[0] == ns and k[1] not in present]:
+            del self._configured[key]
 
     # ---- I/O ---------------------------------------------------------------------------
 
@@ -146,7 +162,7 @@ class WireguardKind(LinkKind):
                 index = socket.if_nametoindex(name)
             except OSError:
                 return
-        self._configured[index] = Configured(spec.wireguard, device)
+        self._configured[(_netns(), index)] = Configured(spec.wireguard, device)
 
     async def create(self, ops: LinkOps, spec: LinkSpec, links: Links) -> None:
         name = spec.name
@@ -155,6 +171,7 @@ class WireguardKind(LinkKind):
         await self._configure(backend, spec, None)
 
     async def update(self, ops: LinkOps, spec: LinkSpec, link: KernelLink, links: Links) -> None:
+        self.prune(links)
         self.forget(link.index)
         await self._configure(self.backend_for(link), spec, link.index)
 
