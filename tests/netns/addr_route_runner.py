@@ -43,7 +43,7 @@ async def main(state_dir: str) -> None:
     rt.register(AddressSpecController(applied))
     rt.register(RouteSpecController(applied))
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
+    reader = asyncio.StreamReader(limit=64 << 20)  # a line may hold thousands of specs
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     started = False
     while True:

@@ -431,3 +431,34 @@ def test_a_route_the_kernel_keeps_differently_is_not_rewritten_forever(
     time.sleep(0.5)
     assert mon.stop() == []
     assert r.logs().count("10.1.0.0/16 via 192.0.2.1 oif") == 1, r.logs()
+
+
+def test_thousands_of_routes_one_batch_and_a_burst_of_events_costs_few_passes(
+    node: Node, runners: list[Runner]
+) -> None:
+    """2,000 route specs go to the kernel in one batch; the 2,000 events that batch
+    causes, and a burst of 2,000 foreign route events, each cost a pass or two (the
+    watch drains without decoding and coalesces), and those passes write nothing."""
+    n = 2000
+    node.sh("ip addr add 192.0.2.10/24 dev eth0")
+    specs = [
+        route("inet4", f"10.{i >> 8}.{i & 255}.0/24", "192.0.2.1", table="RoutingTable(100)")
+        for i in range(n)
+    ]
+    r = start(node, runners)
+    out = r.apply([A4], specs)
+    assert len(node.ip_json("route", "show", "table", "100")) == n
+    assert len(out["applied"]["route"]) == n and out["applied"]["address"] == []  # A4: adopted
+    passes = out["reconciles"]["network.RouteSpecController"]
+    assert passes <= 3, out["reconciles"]  # 2: the batch, then one for its own events
+    assert "2000 routes added, 0 removed, 0 requests failed (one batch)" in r.logs()
+
+    mon = Monitor(node)
+    batch = "\n".join(f"route add 10.{i >> 8}.{i & 255}.0/24 via 192.0.2.1 table 101" for i in range(n))
+    node.run(["ip", "-batch", "-"], input=batch)
+    time.sleep(0.5)
+    again = r.apply([A4], specs)
+    events = mon.stop()
+    assert len(events) == n and all("table 101" in e for e in events)  # only the foreign adds
+    assert again["reconciles"]["network.RouteSpecController"] - passes <= 2, again["reconciles"]
+    assert len(node.ip_json("route", "show", "table", "101")) == n
