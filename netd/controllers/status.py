@@ -35,7 +35,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from cosi import Context, Controller, Input, InputKind, Output, OutputKind
-from cosi.resource import Phase
+from cosi.resource import Event, EventType, Phase
 from netd.kernel import rtnl_events as ev
 from netd.kernel.ethtool import Ethtool
 from netd.kernel.rtnl_decode import RouteMsg, address_status, link_status, parse_route, route_status
@@ -702,15 +702,38 @@ class StatusController(Controller):
     def outputs(self) -> list[Output]:
         return [Output(NETWORK, NETWORK_STATUS_TYPE)]
 
+    def __init__(self) -> None:
+        # IDs of RouteStatus resources without a destination, kept from state events so
+        # that a reconcile is O(1) instead of a scan of every route (10,000 on a big node).
+        self._defaults: set[str] = set()
+
+    def _on_route(self, ev: Event) -> None:
+        r = ev.resource
+        if r is None:
+            return
+        if ev.type is not EventType.DESTROYED and getattr(r.spec, "dst", 1) is None:
+            self._defaults.add(r.id)
+        else:
+            self._defaults.discard(r.id)
+
+    async def run(self, ctx: Context) -> None:
+        unsubscribe = ctx.state.subscribe(NETWORK, ROUTE_STATUS_TYPE, self._on_route)
+        self._defaults = {
+            r.id for r in ctx.list(NETWORK, ROUTE_STATUS_TYPE) if getattr(r.spec, "dst", 1) is None
+        }
+        try:
+            await super().run(ctx)
+        finally:
+            unsubscribe()
+
     async def reconcile(self, ctx: Context) -> None:
         current = ctx.get(NETWORK, NODE_ADDRESS_TYPE, NODE_ADDRESS_CURRENT_ID)
         n_current = len(getattr(current.spec, "addresses", ()) or ()) if current is not None else 0
-        default_route = any(getattr(r.spec, "dst", 1) is None for r in ctx.list(NETWORK, ROUTE_STATUS_TYPE))
         hostname = ctx.get(NETWORK, HOSTNAME_STATUS_TYPE, HOSTNAME_ID) is not None
         etc = all(
             ctx.get(FILES, ETC_FILE_STATUS_TYPE, i) is not None for i in (ETC_HOSTS_ID, ETC_RESOLV_CONF_ID)
         )
-        status = network_status(n_current, default_route, hostname, etc)
+        status = network_status(n_current, bool(self._defaults), hostname, etc)
         ctx.put(NETWORK, NETWORK_STATUS_TYPE, NETWORK_STATUS_ID, status)
 
 
