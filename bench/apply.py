@@ -16,10 +16,15 @@ flushing between runs, median of ``--reps`` runs. Then the observations, with
   decoded by our codec, and by the RouteStatusController of
   :mod:`netd.controllers.status` started in a ``cosi.Runtime`` (wall and CPU
   time: on a loaded machine the wall time says little);
-* steady state: machined started with a config of those 10,000 routes, already
-  in the kernel (it adopts them); once it is idle (3 s without CPU use, at most
-  ``--settle`` s), rtnetlink writes/min (RTM_NEW*/DEL*/SET* messages it sends,
-  counted by strace over ``--observe`` s) and its RSS. ``--observe 0`` skips it.
+* machined, in its own mount/UTS namespaces inside the bench's namespace, in
+  three cases (``--cases``): ``foreign`` (10,000 routes added by hand, no route
+  in the config), ``adopt`` (the config has 10,000 routes, already in the
+  kernel) and ``create`` (the config has 10,000 routes, none in the kernel: the
+  time from the start until all are in the kernel). Then, once machined is idle
+  (3 s without CPU use, at most ``--settle`` s): rtnetlink writes/min
+  (RTM_NEW*/DEL*/SET* messages it sends, counted by strace over ``--observe``
+  s), RSS, and how long SIGTERM takes to stop it (for ``create`` also while it
+  applies the routes). ``--observe 0`` skips machined.
 
 Prints a table, then ``ratio_vs_ip_batch=<x>`` (10,000 routes) as the last line.
 """
@@ -67,15 +72,13 @@ def addr_ip(i: int) -> str:
 # ---- inside the namespace -------------------------------------------------------------------
 
 
-def inner_routes(n: int) -> dict[str, Any]:
-    from netd.kernel import rtnl_codec as c
-    from netd.kernel.rtnl_batch import Request, RtnlBatch
+def _route_specs(n: int) -> list[Any]:
     from netd.netip import parse_addr, parse_prefix
     from netd.resources.enums import ConfigLayer, Family, RouteProtocol, RouteType, RoutingTable, Scope
     from netd.resources.route import RouteSpec
 
     gw = parse_addr(GATEWAY)
-    specs = [
+    return [
         RouteSpec(
             family=Family.INET4,
             dst=parse_prefix(route_dst(i)),
@@ -90,6 +93,13 @@ def inner_routes(n: int) -> dict[str, Any]:
         )
         for i in range(n)
     ]
+
+
+def inner_routes(n: int) -> dict[str, Any]:
+    from netd.kernel import rtnl_codec as c
+    from netd.kernel.rtnl_batch import Request, RtnlBatch
+
+    specs = _route_specs(n)
     with RtnlBatch() as b:
         t0 = time.perf_counter()
         oif = socket.if_nametoindex(ROUTE_LINK)
@@ -189,7 +199,52 @@ def inner_cold(n: int) -> dict[str, Any]:
     return out
 
 
-INNER = {"routes": inner_routes, "addresses": inner_addresses, "cold": inner_cold}
+async def _in_sync_passes(n: int, reps: int = 5) -> tuple[float, float, int]:
+    from cosi import Backoff, Context, State
+    from netd.controllers.route_spec import RouteSpecController
+    from netd.kernel.applied import Applied
+    from netd.resources import register_all
+    from netd.resources.namespaces import NETWORK
+    from netd.resources.route import ROUTE_SPEC_TYPE
+
+    state = State()
+    register_all(state)
+    for spec in _route_specs(n):
+        state.put(NETWORK, ROUTE_SPEC_TYPE, spec.id(), spec, "bench")
+    c = RouteSpecController(Applied())
+    ctx = Context(state, c, Backoff())
+    writes = 0
+    try:
+        await c.reconcile(ctx)  # adopts the routes
+        assert c.rtnl is not None
+        write = c.rtnl.write
+
+        async def counting(requests: Any) -> Any:
+            nonlocal writes
+            writes += len(requests)
+            return await write(requests)
+
+        c.rtnl.write = counting  # type: ignore[method-assign]
+        walls, cpus = [], []
+        for _ in range(reps):
+            t0, c0 = time.perf_counter(), time.process_time()
+            await c.reconcile(ctx)
+            walls.append(time.perf_counter() - t0)
+            cpus.append(time.process_time() - c0)
+    finally:
+        if c.rtnl is not None:
+            c.rtnl.close()
+    return statistics.median(walls), statistics.median(cpus), writes
+
+
+def inner_in_sync(n: int) -> dict[str, Any]:
+    """A RouteSpecController pass over ``n`` specs whose routes are all in the kernel."""
+    inner_routes(n)
+    wall, cpu, writes = asyncio.run(_in_sync_passes(n))
+    return {"wall": wall, "cpu": cpu, "writes": writes}
+
+
+INNER = {"routes": inner_routes, "addresses": inner_addresses, "cold": inner_cold, "in_sync": inner_in_sync}
 
 
 # ---- outside: namespace, ip -batch, the table --------------------------------------------------
@@ -530,6 +585,9 @@ def outer(reps: int, cold_n: int, settle_timeout: float, observe: float, cases: 
             ours, theirs = run_case(ns, what, n, reps)
             rows.append((f"add {what}", n, ours, theirs))
         cold = ns.inner("cold", cold_n)
+        ns.flush()
+        in_sync = ns.inner("in_sync", cold_n)
+        ns.flush()
         steady = (
             {c: steady_state(ns, cold_n, settle_timeout, observe, c) for c in cases} if observe > 0 else {}
         )
@@ -554,6 +612,15 @@ def outer(reps: int, cold_n: int, settle_timeout: float, observe: float, cases: 
         (f"pyroute2 route dump alone ({cold['pyroute2_count']} msgs)", f"{cold['pyroute2_dump']:.3f} s", ""),
         ("peak RSS, process holding the RouteStatus", f"{cold['rss_mb']:.0f} MB", "< 250 MB (machined)"),
     ]
+    obs.append(
+        (
+            f"route spec pass, {cold_n} specs all in sync (wall)",
+            f"{in_sync['wall'] * 1000:.0f} ms",
+            "< 100 ms",
+        )
+    )
+    obs.append(("  (its CPU time)", f"{in_sync['cpu'] * 1000:.0f} ms", ""))
+    obs.append(("  netlink writes in those passes", f"{in_sync['writes']}", "0"))
     if not steady:
         obs.append(("steady state (machined)", "skipped", "--observe 0"))
     for case, st in steady.items():
