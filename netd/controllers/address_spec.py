@@ -75,7 +75,6 @@ from netd.resources.enums import AddressFlags
 from netd.resources.namespaces import NETWORK
 
 from .retry import KernelRetry
-from .route_spec import deferred_save
 
 NAME = "network.AddressSpecController"
 APPLIED_KIND = "address"
@@ -362,7 +361,7 @@ class AddressSpecController(Controller):
         added = [o for o in running if self._failed(o, errors) is None and errors[o.add] is None]
         after = index_addresses(await kernel.addresses()) if added else {}
 
-        with deferred_save(self.applied, APPLIED_KIND):
+        with self.applied.batch():
             for s in released:
                 self._release(ctx, retry, s)
             for o in teardowns:

@@ -45,11 +45,10 @@ to disk once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import socket
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -265,23 +264,6 @@ def record_matches(data: dict[str, Any], k: RouteRecord, links: dict[str, int]) 
     return p is not None and parsed_matches(p, k, links)
 
 
-@contextlib.contextmanager
-def deferred_save(applied: Applied, kind: str) -> Iterator[None]:
-    """Record many changes of ``kind`` with ONE write of applied.json.
-
-    ``Applied`` writes (and fsyncs) the whole file on every change: 10,000 routes
-    recorded one by one were 10,000 ever larger writes. The block must not await
-    (another controller shares the Applied and would write meanwhile)."""
-    before = applied.items(kind)
-    path, applied.path = applied.path, None
-    try:
-        yield
-    finally:
-        applied.path = path
-        if applied.items(kind) != before:
-            applied._save()  # Applied has no bulk update (yet)
-
-
 def _never(k: RouteRecord) -> bool:
     return False
 
@@ -490,7 +472,7 @@ class RouteSpecController(Controller):
             # What the kernel made of the adds (it may store a route differently).
             after = index_routes(await kernel.routes(), self._keys)
 
-        with deferred_save(self.applied, APPLIED_KIND):
+        with self.applied.batch():
             for s in released:
                 self._release(ctx, retry, s)
             for o in owners:

@@ -13,9 +13,11 @@ controller needs to find and remove the object again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+from collections.abc import Iterator
 from typing import Any
 
 log = logging.getLogger("netd.applied")
@@ -29,6 +31,8 @@ class Applied:
     def __init__(self, path: str | None = None) -> None:
         self.path = path
         self._data: dict[str, dict[str, dict[str, Any]]] = {}
+        self._deferred = 0  # > 0 inside batch(): changes are saved once at its end
+        self._dirty = False
         if path is not None:
             try:
                 with open(path, encoding="utf-8") as f:
@@ -67,7 +71,24 @@ class Applied:
         kind, key = kind_key
         return key in self._data.get(kind, {})
 
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Many changes, one write of the file at the end (10,000 routes recorded one
+        by one would be 10,000 ever larger writes). The block must not await: another
+        controller shares this record and would write meanwhile."""
+        self._deferred += 1
+        try:
+            yield
+        finally:
+            self._deferred -= 1
+            if self._deferred == 0 and self._dirty:
+                self._save()
+
     def _save(self) -> None:
+        if self._deferred:
+            self._dirty = True
+            return
+        self._dirty = False
         if self.path is None:
             return
         tmp = f"{self.path}.tmp"
