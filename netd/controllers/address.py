@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from pydantic import BaseModel
 
-from cosi import Context, Input
+from cosi import Context
 from netd.config.cmdline import CmdlineNetworking
 from netd.config.models import Device
 from netd.netip import Prefix, parse_addr, parse_prefix
@@ -20,8 +20,6 @@ from netd.resources.enums import AddressFlags, ConfigLayer, Family, Scope
 from netd.resources.ids import vlan_link_name
 
 from .sources import (
-    DEVICE_CONFIG_INPUT,
-    LINK_STATUS_INPUT,
     LayeredConfigController,
     devices,
     host_links,
@@ -94,9 +92,6 @@ def config_addresses(devs: Iterable[Device]) -> list[AddressSpec]:
 class AddressConfigController(LayeredConfigController):
     name = "network.AddressConfigController"
     spec_type = ADDRESS_SPEC_TYPE
-
-    def inputs(self) -> Sequence[Input]:
-        return [DEVICE_CONFIG_INPUT, LINK_STATUS_INPUT]
 
     def desired(self, ctx: Context) -> dict[str, BaseModel]:
         devs = devices(ctx)

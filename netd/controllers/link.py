@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from pydantic import BaseModel
 
-from cosi import Context, Input
+from cosi import Context
 from netd.config.cmdline import CmdlineNetworking
 from netd.config.models import Bond, Device
 from netd.config.validate import parse_go_duration
@@ -45,8 +45,6 @@ from netd.resources.link import (
 )
 
 from .sources import (
-    DEVICE_CONFIG_INPUT,
-    LINK_STATUS_INPUT,
     LayeredConfigController,
     devices,
     host_links,
@@ -264,9 +262,6 @@ def default_links(links: Iterable[tuple[str, LinkStatus]], configured: set[str])
 class LinkConfigController(LayeredConfigController):
     name = "network.LinkConfigController"
     spec_type = LINK_SPEC_TYPE
-
-    def inputs(self) -> Sequence[Input]:
-        return [DEVICE_CONFIG_INPUT, LINK_STATUS_INPUT]
 
     def desired(self, ctx: Context) -> dict[str, BaseModel]:
         devs = devices(ctx)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from pydantic import BaseModel
 
-from cosi import Context, Input
+from cosi import Context
 from netd.config.cmdline import CmdlineNetworking
 from netd.config.models import Device, Route
 from netd.netip import parse_addr, parse_prefix
@@ -22,8 +22,6 @@ from netd.resources.route import (
 )
 
 from .sources import (
-    DEVICE_CONFIG_INPUT,
-    LINK_STATUS_INPUT,
     LayeredConfigController,
     devices,
     host_links,
@@ -97,9 +95,6 @@ def config_routes(devs: Iterable[Device]) -> list[RouteSpec]:
 class RouteConfigController(LayeredConfigController):
     name = "network.RouteConfigController"
     spec_type = ROUTE_SPEC_TYPE
-
-    def inputs(self) -> Sequence[Input]:
-        return [DEVICE_CONFIG_INPUT, LINK_STATUS_INPUT]
 
     def desired(self, ctx: Context) -> dict[str, BaseModel]:
         devs = devices(ctx)

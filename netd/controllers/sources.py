@@ -94,6 +94,10 @@ class LayeredConfigController(Controller):
     def __init__(self, cmdline: Cmdline | None = None) -> None:
         self.cmdline = cmdline or Cmdline()
 
+    def inputs(self) -> Sequence[Input]:
+        """Most sources read the expanded devices, and the links (for the command line)."""
+        return [DEVICE_CONFIG_INPUT, LINK_STATUS_INPUT]
+
     def outputs(self) -> Sequence[Output]:
         return [Output(NETWORK_CONFIG, self.spec_type, OutputKind.SHARED)]
 
