@@ -7,7 +7,7 @@ UML_RUN := ../shared/tools/uml-run
 VM_RUN := ../shared/tools/vm-run
 APT_PACKAGES := iproute2 nftables libnftables1 wireguard-go wireguard-tools dnsmasq \
 	kea-dhcp4-server kea-dhcp6-server etcd-server user-mode-linux qemu-system-x86 \
-	linux-image-amd64 busybox-static tcpdump iputils-ping
+	linux-image-amd64 busybox-static tcpdump iputils-ping strace
 PYTEST := $(BIN)/pytest -q -p no:cacheprovider
 
 .PHONY: setup apt venv test test-unit test-netns test-uml test-vm lint bench demo clean proto
