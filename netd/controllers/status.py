@@ -36,9 +36,10 @@ from pydantic import BaseModel
 
 from cosi import Context, Controller, Input, InputKind, Output, OutputKind
 from cosi.resource import Event, EventType, Phase
+from netd.kernel import rtnl_codec as codec
 from netd.kernel import rtnl_events as ev
 from netd.kernel.ethtool import Ethtool
-from netd.kernel.rtnl_decode import RouteMsg, address_status, link_status, parse_route, route_status
+from netd.kernel.rtnl_decode import address_status, link_status
 from netd.kernel.wireguard import WireguardDevice, is_userspace_device, key_to_b64, read_device
 from netd.resources.address import ADDRESS_STATUS_TYPE
 from netd.resources.enums import LinkFlags
@@ -501,6 +502,13 @@ def _address_key(msg: Any) -> tuple[int, int, str, int]:
     )
 
 
+def _route(message: bytes) -> tuple[int, codec.RouteRecord]:
+    """(netlink flags, record) of one RTM_NEWROUTE/RTM_DELROUTE message, by the lean codec."""
+    msg = codec.decode(message)[0]
+    assert isinstance(msg.body, codec.RouteRecord)
+    return msg.flags, msg.body
+
+
 class AddressStatusController(NetlinkStatusController):
     """Every kernel address (both families) as an AddressStatus, ID = AddressID.
 
@@ -573,7 +581,7 @@ class RouteStatusController(NetlinkStatusController):
 
     def __init__(self, rcvbuf: int | None = None) -> None:
         super().__init__(rcvbuf)
-        self._msgs: dict[Hashable, RouteMsg] = {}
+        self._msgs: dict[Hashable, codec.RouteRecord] = {}
         self._by_replace: dict[Hashable, set[Hashable]] = {}
 
     async def resync(self, ctx: Context, family: int) -> None:
@@ -586,7 +594,7 @@ class RouteStatusController(NetlinkStatusController):
             stale = [k for k, m in self._msgs.items() if m.family == family]
         touched = self._forget(stale)
         for _mtype, message in dumped:
-            touched |= self._add(parse_route(message))
+            touched |= self._add(_route(message)[1])
         if family == socket.AF_UNSPEC:
             publish_all(ctx, self.output_type, self.model)
         else:
@@ -597,7 +605,7 @@ class RouteStatusController(NetlinkStatusController):
         for k in list(keys):
             m = self._msgs.pop(k, None)
             if m is not None:
-                rk = m.replace_key()
+                rk = codec.route_replace_key(m)
                 same = self._by_replace.get(rk)
                 if same is not None:
                     same.discard(k)
@@ -606,23 +614,23 @@ class RouteStatusController(NetlinkStatusController):
             touched |= self.model.remove(k)
         return touched
 
-    def _add(self, m: RouteMsg) -> set[str]:
+    def _add(self, m: codec.RouteRecord) -> set[str]:
         if m.family not in _ROUTE_FAMILIES:
             return set()
-        key = m.kernel_key()
+        key = codec.route_kernel_key(m)
         self._msgs[key] = m
-        self._by_replace.setdefault(m.replace_key(), set()).add(key)
-        status = route_status(m, self.links)
+        self._by_replace.setdefault(codec.route_replace_key(m), set()).add(key)
+        status = codec.route_status(m, self.links)
         return self.model.add(key, status.id(), status)
 
     def apply(self, mtype: int, message: bytes) -> set[str]:
         if mtype in (ev.RTM_NEWROUTE, ev.RTM_DELROUTE):
-            m = parse_route(message)
+            nl_flags, m = _route(message)
             if mtype == ev.RTM_DELROUTE:
-                return self._forget([m.kernel_key()])
+                return self._forget([codec.route_kernel_key(m)])
             touched: set[str] = set()
-            if m.nl_flags & ev.NLM_F_REPLACE:
-                touched = self._forget(self._by_replace.get(m.replace_key(), ()))
+            if nl_flags & ev.NLM_F_REPLACE:
+                touched = self._forget(self._by_replace.get(codec.route_replace_key(m), ()))
             return touched | self._add(m)
         if mtype == ev.RTM_DELADDR:
             if ev.decode_one(message)["family"] == socket.AF_INET:

@@ -508,6 +508,26 @@ def decode(data: bytes | memoryview) -> list[Message]:
     return list(iter_messages(data))
 
 
+def _ip_key(ip: Addr | None) -> int:
+    # ints, not address objects: ipaddress hashes through text, which shows at 10,000 routes
+    return -1 if ip is None else int(ip)
+
+
+def route_kernel_key(r: RouteRecord) -> tuple[int, ...]:
+    """What tells two kernel routes apart, also in tables above 255 (RouteIDs do not:
+    they have no tos, no IPv4 out-link, and show the table's header byte)."""
+    return (
+        r.family, r.full_table, _ip_key(r.dst), r.dst_len, r.tos, r.priority or 0, r.oif or 0,
+        _ip_key(r.gateway), r.type,
+    )  # fmt: skip
+
+
+def route_replace_key(r: RouteRecord) -> tuple[int, ...]:
+    """What a route replace (NLM_F_REPLACE) matches on: the kernel sends no RTM_DELROUTE
+    for the route it replaced."""
+    return (r.family, r.full_table, _ip_key(r.dst), r.dst_len, r.tos, r.priority or 0)
+
+
 def record_fields(record: Any) -> dict[str, Any]:
     """A record as a dict (tests and debugging)."""
     return {f.name: getattr(record, f.name) for f in fields(record)}
@@ -728,8 +748,8 @@ _as_rflags, _as_aflags = _cached(RouteFlags), _cached(AddressFlags)
 
 
 def route_status(r: RouteRecord, link_names: Mapping[int, str]) -> RouteStatus:
-    """The RouteStatus of a route record (as :func:`netd.kernel.rtnl_decode.route_status`:
-    ``table`` is the header byte); ``link_names`` maps ifindex → name."""
+    """The RouteStatus of a route record (``table`` is the header byte, netd.md §2.6);
+    ``link_names`` maps ifindex → name."""
     dst: Prefix | None = None
     if r.dst is not None and not isinstance(r.dst, bytes):
         dst = _interface(r.dst, r.dst_len)

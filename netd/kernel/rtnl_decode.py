@@ -7,14 +7,11 @@ Pure functions over the message objects, so the status controllers and
 from __future__ import annotations
 
 import ipaddress
-import struct
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from netd.kernel.links.bond import decode as decode_bond  # also registers the full IFLA_BOND_* table
 from netd.kernel.sysfs import device_info
-from netd.netip import Addr, Prefix
 from netd.resources.address import AddressStatus
 from netd.resources.enums import (
     AddressFlags,
@@ -22,15 +19,10 @@ from netd.resources.enums import (
     LinkFlags,
     LinkType,
     OperationalState,
-    RouteFlags,
-    RouteProtocol,
-    RouteType,
-    RoutingTable,
     Scope,
     VLANProtocol,
 )
 from netd.resources.link import BridgeMasterSpec, LinkStatus, STPSpec, VLANSpec
-from netd.resources.route import RouteStatus
 
 # IFLA_OPERSTATE values are RFC 2863 operStatus - 1 … the kernel's IF_OPER_* order,
 # which is exactly our OperationalState numbering.
@@ -138,129 +130,5 @@ def address_status(msg: Any, link_name: str) -> AddressStatus:
     )
 
 
-# ---- routes ---------------------------------------------------------------------------
-#
-# Routes come by the ten thousand, and pyroute2's generic decoder costs ~40 µs a
-# message; a route needs a dozen fixed fields, so it gets a struct-based parser.
+# Routes (by the ten thousand) are decoded by the lean codec, netd.kernel.rtnl_codec.
 
-_NLMSGHDR = struct.Struct("=IHHII")
-_RTMSG = struct.Struct("=BBBBBBBBI")
-_RTA = struct.Struct("=HH")
-_U32 = struct.Struct("=I")
-
-RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_METRICS, RTA_TABLE = 1, 4, 5, 6, 7, 8, 15
-RTAX_MTU = 2
-_NLA_TYPE_MASK = 0x3FFF
-
-
-@dataclass(frozen=True, slots=True)
-class RouteMsg:
-    """The fields of an RTM_NEWROUTE/RTM_DELROUTE message that RouteStatus needs.
-
-    ``table`` is the rtmsg header byte (what RouteStatus reports, netd.md §2.6);
-    ``table_id`` is RTA_TABLE, the full 32-bit table (tells tables above 255 apart).
-    """
-
-    msg_type: int
-    nl_flags: int
-    family: int
-    dst_len: int
-    tos: int
-    table: int
-    protocol: int
-    scope: int
-    type: int
-    flags: int
-    dst: bytes = b""
-    gateway: bytes = b""
-    prefsrc: bytes = b""
-    oif: int = 0
-    priority: int = 0
-    table_id: int = 0
-    mtu: int = 0
-
-    def kernel_key(self) -> tuple[int, int, bytes, int, int, int, int, bytes, int]:
-        """What tells two kernel routes apart (also in tables > 255)."""
-        return (
-            self.family, self.table_id, self.dst, self.dst_len, self.tos, self.priority, self.oif,
-            self.gateway, self.type,
-        )
-
-    def replace_key(self) -> tuple[int, int, bytes, int, int, int]:
-        """What a route replace (NLM_F_REPLACE) matches on: the kernel sends no
-        RTM_DELROUTE for the route it replaced."""
-        return (self.family, self.table_id, self.dst, self.dst_len, self.tos, self.priority)
-
-
-def parse_route(data: bytes | memoryview, offset: int = 0) -> RouteMsg:
-    """Decode one netlink route message starting at ``offset`` (header included)."""
-    length, msg_type, nl_flags, _seq, _pid = _NLMSGHDR.unpack_from(data, offset)
-    family, dst_len, _src_len, tos, table, protocol, scope, rtype, rflags = _RTMSG.unpack_from(
-        data, offset + 16
-    )
-    attrs: dict[str, Any] = {}
-    pos = offset + 16 + _RTMSG.size
-    end = offset + length
-    while pos + 4 <= end:
-        alen, atype = _RTA.unpack_from(data, pos)
-        if alen < 4:
-            break
-        atype &= _NLA_TYPE_MASK
-        vstart, vend = pos + 4, pos + alen
-        if atype == RTA_DST:
-            attrs["dst"] = bytes(data[vstart:vend])
-        elif atype == RTA_GATEWAY:
-            attrs["gateway"] = bytes(data[vstart:vend])
-        elif atype == RTA_PREFSRC:
-            attrs["prefsrc"] = bytes(data[vstart:vend])
-        elif atype == RTA_OIF:
-            attrs["oif"] = _U32.unpack_from(data, vstart)[0]
-        elif atype == RTA_PRIORITY:
-            attrs["priority"] = _U32.unpack_from(data, vstart)[0]
-        elif atype == RTA_TABLE:
-            attrs["table_id"] = _U32.unpack_from(data, vstart)[0]
-        elif atype == RTA_METRICS:
-            mpos = vstart
-            while mpos + 4 <= vend:
-                mlen, mtype = _RTA.unpack_from(data, mpos)
-                if mlen < 4:
-                    break
-                if mtype & _NLA_TYPE_MASK == RTAX_MTU and mlen >= 8:
-                    attrs["mtu"] = _U32.unpack_from(data, mpos + 4)[0]
-                mpos += (mlen + 3) & ~3
-        pos += (alen + 3) & ~3
-    attrs.setdefault("table_id", table)
-    return RouteMsg(msg_type, nl_flags, family, dst_len, tos, table, protocol, scope, rtype, rflags, **attrs)
-
-
-def _ip(raw: bytes) -> Addr | None:
-    if len(raw) == 4:
-        return ipaddress.IPv4Address(raw)
-    if len(raw) == 16:
-        return ipaddress.IPv6Address(raw)
-    return None
-
-
-def route_status(msg: RouteMsg, link_names: Mapping[int, str]) -> RouteStatus:
-    """RouteStatus of a route message; ``link_names`` maps ifindex → name."""
-    dst: Prefix | None = None
-    # From an int: ipaddress would turn an address object back into text and parse it.
-    if len(msg.dst) == 4:
-        dst = ipaddress.IPv4Interface((int.from_bytes(msg.dst, "big"), msg.dst_len))
-    elif len(msg.dst) == 16:
-        dst = ipaddress.IPv6Interface((int.from_bytes(msg.dst, "big"), msg.dst_len))
-    return RouteStatus.model_construct(
-        family=Family(msg.family),
-        dst=dst,
-        src=_ip(msg.prefsrc) if msg.prefsrc else None,
-        gateway=_ip(msg.gateway) if msg.gateway else None,
-        out_link_index=msg.oif,
-        out_link_name=link_names.get(msg.oif, "") if msg.oif else "",
-        table=RoutingTable(msg.table),
-        priority=msg.priority,
-        scope=Scope(msg.scope),
-        type=RouteType(msg.type),
-        flags=RouteFlags(msg.flags),
-        protocol=RouteProtocol(msg.protocol),
-        mtu=msg.mtu,
-    )

@@ -27,9 +27,9 @@ from netd.controllers.status import (
     publish,
     publish_all,
 )
+from netd.kernel import rtnl_codec as codec
 from netd.kernel import rtnl_events as ev
 from netd.kernel.ethtool import Ethtool
-from netd.kernel.rtnl_decode import parse_route, route_status
 from netd.netip import parse_prefix
 from netd.resources import register_all
 from netd.resources.address import ADDRESS_STATUS_TYPE, AddressStatus
@@ -148,6 +148,15 @@ def addr_msg(index: int, prefix: str, *, mtype: int = ev.RTM_NEWADDR) -> bytes:
 # ---- decoding ---------------------------------------------------------------------------
 
 
+def parse_route(raw: bytes) -> codec.RouteRecord:
+    body = codec.decode(raw)[0].body
+    assert isinstance(body, codec.RouteRecord)
+    return body
+
+
+route_status = codec.route_status
+
+
 def test_parse_route_and_status_ipv4() -> None:
     raw = route_msg(
         dst="198.51.100.0/24",
@@ -160,7 +169,7 @@ def test_parse_route_and_status_ipv4() -> None:
         mtu=1400,
     )
     m = parse_route(raw)
-    assert (m.family, m.dst_len, m.table, m.table_id, m.oif, m.priority, m.mtu) == (
+    assert (m.family, m.dst_len, m.table, m.full_table, m.oif, m.priority, m.mtu) == (
         2,
         24,
         100,
@@ -195,7 +204,7 @@ def test_route_status_ids_default_ipv6_local() -> None:
         parse_route(route_msg(dst="10.0.0.0/8", table=1000)),
         parse_route(route_msg(dst="10.0.0.0/8", table=2000)),
     )
-    assert a.kernel_key() != b.kernel_key()
+    assert codec.route_kernel_key(a) != codec.route_kernel_key(b)
     assert route_status(a, {}).id() == route_status(b, {}).id()
 
 
