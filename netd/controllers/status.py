@@ -39,7 +39,7 @@ from cosi.resource import Event, EventType, Phase
 from netd.kernel import rtnl_codec as codec
 from netd.kernel import rtnl_events as ev
 from netd.kernel.ethtool import Ethtool
-from netd.kernel.rtnl_decode import address_status, link_status
+from netd.kernel.rtnl_decode import link_status
 from netd.kernel.wireguard import WireguardDevice, is_userspace_device, key_to_b64, read_device
 from netd.resources.address import ADDRESS_STATUS_TYPE
 from netd.resources.enums import LinkFlags
@@ -493,13 +493,16 @@ class LinkStatusController(NetlinkStatusController):
 # ---- addresses ----------------------------------------------------------------------------
 
 
-def _address_key(msg: Any) -> tuple[int, int, str, int]:
-    return (
-        msg["family"],
-        msg["index"],
-        msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS") or "",
-        msg["prefixlen"],
-    )
+def _address_key(a: codec.AddressRecord) -> tuple[int, int, int, int]:
+    ip = a.ip
+    return (a.family, a.index, -1 if ip is None else int(ip), a.prefixlen)
+
+
+def _address(message: bytes) -> codec.AddressRecord:
+    """The record of one RTM_NEWADDR/RTM_DELADDR message, by the lean codec."""
+    msg = codec.decode(message)[0]
+    assert isinstance(msg.body, codec.AddressRecord)
+    return msg.body
 
 
 def _route(message: bytes) -> tuple[int, codec.RouteRecord]:
@@ -523,7 +526,7 @@ class AddressStatusController(NetlinkStatusController):
 
     def __init__(self, rcvbuf: int | None = None) -> None:
         super().__init__(rcvbuf)
-        self._msgs: dict[tuple[int, int, str, int], Any] = {}
+        self._msgs: dict[tuple[int, int, int, int], codec.AddressRecord] = {}
 
     async def resync(self, ctx: Context, family: int) -> None:
         self.resyncs += 1
@@ -532,21 +535,21 @@ class AddressStatusController(NetlinkStatusController):
         self.model.clear()
         self._msgs.clear()
         for _mtype, message in dumped:
-            self._add(ev.decode_one(message))
+            self._add(_address(message))
         publish_all(ctx, self.output_type, self.model)
 
-    def _add(self, msg: Any) -> set[str]:
-        key = _address_key(msg)
-        self._msgs[key] = msg
-        status = address_status(msg, self.links.get(msg["index"], ""))
+    def _add(self, rec: codec.AddressRecord) -> set[str]:
+        key = _address_key(rec)
+        self._msgs[key] = rec
+        status = codec.address_status(rec, self.links.get(rec.index, ""))
         return self.model.add(key, address_id(status.link_name, status.address), status)
 
     def apply(self, mtype: int, message: bytes) -> set[str]:
         if mtype in (ev.RTM_NEWADDR, ev.RTM_DELADDR):
-            msg = ev.decode_one(message)
+            rec = _address(message)
             if mtype == ev.RTM_NEWADDR:
-                return self._add(msg)
-            key = _address_key(msg)
+                return self._add(rec)
+            key = _address_key(rec)
             self._msgs.pop(key, None)
             return self.model.remove(key)
         if mtype in (ev.RTM_NEWLINK, ev.RTM_DELLINK):
@@ -633,7 +636,7 @@ class RouteStatusController(NetlinkStatusController):
                 touched = self._forget(self._by_replace.get(codec.route_replace_key(m), ()))
             return touched | self._add(m)
         if mtype == ev.RTM_DELADDR:
-            if ev.decode_one(message)["family"] == socket.AF_INET:
+            if _address(message).family == socket.AF_INET:
                 self._resync_families.add(socket.AF_INET)  # routes with that prefsrc went silently
             return set()
         if mtype in (ev.RTM_NEWLINK, ev.RTM_DELLINK):
