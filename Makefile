@@ -53,7 +53,7 @@ test-vm:
 
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/mypy cosi netd operators discovery_client discovery_service kubespan machined netctl
+	$(BIN)/mypy cosi netd operators discovery_client discovery_service etcd_client kubespan machined netctl
 
 bench: setup
 	$(BIN)/python bench/runtime.py

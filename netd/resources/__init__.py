@@ -103,6 +103,14 @@ from netd.resources.route import (
     RouteSpec,
     RouteStatus,
 )
+from netd.resources.routing_rule import (
+    ROUTING_RULE_SPEC_DEFINITION,
+    ROUTING_RULE_SPEC_TYPE,
+    ROUTING_RULE_STATUS_DEFINITION,
+    ROUTING_RULE_STATUS_TYPE,
+    RoutingRuleSpec,
+    RoutingRuleStatus,
+)
 from netd.resources.runtime_types import (
     DEVICES_STATUS_DEFINITION,
     DEVICES_STATUS_TYPE,
@@ -129,6 +137,8 @@ ALL_DEFINITIONS: list[ResourceDefinition] = [
     LINK_STATUS_DEFINITION,
     ROUTE_SPEC_DEFINITION,
     ROUTE_STATUS_DEFINITION,
+    ROUTING_RULE_SPEC_DEFINITION,
+    ROUTING_RULE_STATUS_DEFINITION,
     HOSTNAME_SPEC_DEFINITION,
     HOSTNAME_STATUS_DEFINITION,
     RESOLVER_SPEC_DEFINITION,
@@ -207,6 +217,8 @@ __all__ = [
     "RESOLVER_STATUS_TYPE",
     "ROUTE_SPEC_TYPE",
     "ROUTE_STATUS_TYPE",
+    "ROUTING_RULE_SPEC_TYPE",
+    "ROUTING_RULE_STATUS_TYPE",
     "RUNTIME",
     "TIME_SERVER_SPEC_TYPE",
     "TIME_SERVER_STATUS_TYPE",
@@ -239,6 +251,8 @@ __all__ = [
     "ResolverStatus",
     "RouteSpec",
     "RouteStatus",
+    "RoutingRuleSpec",
+    "RoutingRuleStatus",
     "STPSpec",
     "Spec",
     "TimeServerSpec",

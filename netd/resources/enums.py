@@ -603,3 +603,16 @@ ALL_ENUMS: tuple[type[NetEnum], ...] = (
     DefaultAction,
 )
 ALL_FLAGS: tuple[type[NetFlags], ...] = (RouteFlags, AddressFlags, LinkFlags)
+
+
+class RoutingRuleAction(NetEnum):
+    """FRA_ACTION of a policy routing rule (``FR_ACT_*`` in linux/fib_rules.h); a rule
+    that looks up a table has action ``unicast`` (FR_ACT_TO_TBL), as ``ip rule`` shows it."""
+
+    UNSPEC = 0
+    UNICAST = 1
+    GOTO = 2
+    NOP = 3
+    BLACKHOLE = 6
+    UNREACHABLE = 7
+    PROHIBIT = 8
