@@ -96,21 +96,22 @@ def _route_specs(n: int) -> list[Any]:
 
 
 def inner_routes(n: int) -> dict[str, Any]:
-    from netd.kernel import rtnl_codec as c
-    from netd.kernel.rtnl_batch import Request, RtnlBatch
+    from netd.controllers.route_spec import desired_route
+    from netd.kernel.rtnl import add_route
+    from netd.kernel.rtnl_batch import RtnlBatch
 
     specs = _route_specs(n)
     with RtnlBatch() as b:
         t0 = time.perf_counter()
         oif = socket.if_nametoindex(ROUTE_LINK)
-        res = b.run([Request(c.RTM_NEWROUTE, c.CREATE_EXCL, c.route_from_spec(s, oif)) for s in specs])
+        res = b.run([add_route(desired_route(s, oif)) for s in specs])
         t1 = time.perf_counter()
     return {"seconds": t1 - t0, "errors": len(res.failed())}
 
 
 def inner_addresses(n: int) -> dict[str, Any]:
-    from netd.kernel import rtnl_codec as c
-    from netd.kernel.rtnl_batch import Request, RtnlBatch
+    from netd.kernel.rtnl import add_address
+    from netd.kernel.rtnl_batch import RtnlBatch
     from netd.netip import parse_prefix
     from netd.resources.address import AddressSpec
     from netd.resources.enums import ConfigLayer
@@ -122,7 +123,7 @@ def inner_addresses(n: int) -> dict[str, Any]:
     with RtnlBatch() as b:
         t0 = time.perf_counter()
         index = socket.if_nametoindex(ADDR_LINK)
-        res = b.run([Request(c.RTM_NEWADDR, c.CREATE_EXCL, c.address_from_spec(s, index)) for s in specs])
+        res = b.run([add_address(index, s.address, int(s.scope), int(s.flags)) for s in specs if s.address])
         t1 = time.perf_counter()
     return {"seconds": t1 - t0, "errors": len(res.failed())}
 

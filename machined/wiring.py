@@ -23,11 +23,13 @@ def kernel_controllers(applied: Applied, etc_dir: str) -> list[Controller]:
     from netd.controllers.nftables import NfTablesChainController
     from netd.controllers.resolver_spec import ResolverSpecController, TimeServerSpecController
     from netd.controllers.route_spec import RouteSpecController
+    from netd.controllers.rule_spec import RoutingRuleSpecController
 
     return [
         LinkSpecController(applied),
         AddressSpecController(applied),
         RouteSpecController(applied),
+        RoutingRuleSpecController(applied),
         NfTablesChainController(applied),
         HostnameSpecController(),
         ResolverSpecController(),

@@ -46,35 +46,32 @@ with it. The Applied records of a pass are written to disk once.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import enum
 import errno
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from cosi import Context, Controller, Input, InputKind, Phase
+from cosi import Context
 from netd.kernel import rtnl
 from netd.kernel.applied import Applied
+from netd.kernel.netlink import LINK_GROUPS, RTM_DELADDR
 from netd.kernel.rtnl import (
-    LINK_GROUPS,
     KernelError,
     NotFound,
     Rtnl,
-    RtnlWatch,
     address_lifetimes,
     send_gratuitous_arp,
 )
 from netd.kernel.rtnl_batch import Request
-from netd.kernel.rtnl_codec import RTM_DELADDR, AddressRecord
+from netd.kernel.rtnl_codec import AddressRecord
 from netd.netip import Prefix, format_prefix, parse_prefix
 from netd.resources.address import ADDRESS_SPEC_TYPE, AddressSpec
 from netd.resources.base import format_rfc3339
 from netd.resources.enums import AddressFlags
-from netd.resources.namespaces import NETWORK
 
-from .retry import KernelRetry
+from .kernel_spec import Batch, KernelSpecController, Owner, SpecItem
 
 NAME = "network.AddressSpecController"
 APPLIED_KIND = "address"
@@ -213,216 +210,90 @@ def utcnow() -> dt.datetime:
 
 
 @dataclass
-class _Spec:
-    id: str
-    spec: AddressSpec
-    tearing_down: bool
+class AddressView:
+    """One pass's reading of the kernel: links (index and MAC by name), addresses by key."""
+
+    links: dict[str, int]
+    macs: dict[str, str]
+    index: dict[AddressKey, AddressRecord]
 
 
 @dataclass
-class _Owner:
-    """What one spec (or stale record) put in the batch."""
-
-    key: str
-    spec: _Spec | None = None
-    action: Action = Action.NONE
-    index: int = 0
-    requests: list[int] = field(default_factory=list)
-    add: int = -1  # its add request, if any
+class _Planned:
+    action: Action
+    index: int
+    add: int = -1  # its add request
 
 
-class AddressSpecController(Controller):
+class AddressSpecController(KernelSpecController[AddressSpec, AddressView]):
     name = NAME
+    spec_type = ADDRESS_SPEC_TYPE
+    spec_model = AddressSpec
+    applied_kind = APPLIED_KIND
+    groups = LINK_GROUPS
+    what = "address"
 
     def __init__(self, applied: Applied, clock: Callable[[], dt.datetime] = utcnow) -> None:
-        self.applied = applied
+        super().__init__(applied)
         self.clock = clock
-        self.rtnl: Rtnl | None = None
-        self._watch: RtnlWatch | None = None
-        self.retry: KernelRetry | None = None
-        self._stale_done = False
-        self._waiting: set[str] = set()  # specs whose link is missing (logged once)
         self._macs: dict[str, str] = {}
+        self._now = clock()
         # spec ID → (spec, (scope, flags)) the kernel made of it although they differ
         self._accepted: dict[str, tuple[AddressSpec, tuple[int, int]]] = {}
         self.garp: Callable[[str, str, Any], None] = send_gratuitous_arp
 
-    def inputs(self) -> Sequence[Input]:
-        return [Input(NETWORK, ADDRESS_SPEC_TYPE, InputKind.STRONG)]
-
-    async def run(self, ctx: Context) -> None:
-        self._watch = RtnlWatch(LINK_GROUPS, ctx.trigger)
-        watcher = asyncio.create_task(self._watch.run(), name=f"{self.name}.watch")
-        try:
-            await super().run(ctx)
-        finally:
-            watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
-            self._watch = None
-            if self.rtnl is not None:
-                self.rtnl.close()
-                self.rtnl = None
-
-    async def reconcile(self, ctx: Context) -> None:
-        if self.retry is None:
-            self.retry = KernelRetry(ctx.log)
-        if self.rtnl is None:
-            self.rtnl = Rtnl()
-        retry, kernel = self.retry, self.rtnl
-        specs: list[_Spec] = []
-        for r in ctx.list(NETWORK, ADDRESS_SPEC_TYPE):
-            assert isinstance(r.spec, AddressSpec)
-            tearing = r.md.phase is Phase.TEARING_DOWN
-            if not tearing and self.name not in r.md.finalizers:
-                ctx.add_finalizer(NETWORK, ADDRESS_SPEC_TYPE, r.md.id, self.name)
-            specs.append(_Spec(r.md.id, r.spec, tearing))
-        ids = {s.id for s in specs}
-        if self._watch is not None:
-            self._watch.drain()  # what it has queued, the dumps below reflect
+    async def observe(self, kernel: Rtnl) -> AddressView:
         link_list = await kernel.links()
         links = {link.name: link.index for link in link_list}
         self._macs = {link.name: link.hardware_addr for link in link_list}
-        index = index_addresses(await kernel.addresses())
-        recorded = self.applied.items(APPLIED_KIND)
-        now = self.clock()
-        requests: list[Request] = []
-        doomed: set[AddressKey] = set()
+        self._now = self.clock()
+        return AddressView(links, self._macs, index_addresses(await kernel.addresses()))
 
-        def delete(o: _Owner, key: AddressKey, address: Prefix) -> None:
-            if key not in doomed:
-                doomed.add(key)
-                o.requests.append(len(requests))
-                requests.append(rtnl.delete_address(key[0], address))
+    def teardown(
+        self,
+        item: SpecItem[AddressSpec],
+        obs: AddressView,
+        batch: Batch,
+        owner: Owner[AddressSpec],
+        recorded: bool,
+    ) -> None:
+        idx = obs.links.get(item.spec.link_name)
+        address = item.spec.address
+        if idx is not None and address is not None:
+            key = address_key(idx, address)
+            if teardown_deletes(item.spec, obs.index.get(key), recorded):
+                batch.delete(owner, key, rtnl.delete_address(idx, address))
 
-        # 1. Specs going away: remove what is ours, release them.
-        released: list[_Spec] = []
-        teardowns: list[_Owner] = []
-        for s in specs:
-            if not s.tearing_down:
-                continue
-            idx = links.get(s.spec.link_name)
-            o = _Owner(s.id, spec=s)
-            if idx is not None and s.spec.address is not None:
-                key = address_key(idx, s.spec.address)
-                if teardown_deletes(s.spec, index.get(key), s.id in recorded):
-                    delete(o, key, s.spec.address)
-            if o.requests:
-                teardowns.append(o)
-            else:
-                released.append(s)
+    def stale(
+        self, rec_id: str, data: dict[str, Any], obs: AddressView, batch: Batch, owner: Owner[AddressSpec]
+    ) -> None:
+        try:
+            prefix = parse_prefix(str(data.get("address", "")))
+        except ValueError:
+            return  # unreadable: just forget it
+        idx = obs.links.get(str(data.get("link", "")))
+        if idx is not None and address_key(idx, prefix) in obs.index:
+            batch.delete(owner, address_key(idx, prefix), rtnl.delete_address(idx, prefix))
 
-        # 2. Once per start: addresses recorded by an earlier run that no spec wants.
-        stale: list[_Owner] = []
-        if not self._stale_done:
-            for rec_id, data in sorted(recorded.items()):
-                if rec_id in ids:
-                    continue
-                o = _Owner(rec_id)
-                try:
-                    prefix = parse_prefix(str(data.get("address", "")))
-                except ValueError:
-                    stale.append(o)  # unreadable: just forget it
-                    continue
-                idx = links.get(str(data.get("link", "")))
-                if idx is not None and address_key(idx, prefix) in index:
-                    delete(o, address_key(idx, prefix), prefix)
-                stale.append(o)
-
-        # 3. Running specs.
-        running: list[_Owner] = []
-        for s in specs:
-            if s.tearing_down:
-                continue
-            op = self._plan(ctx, retry, s, links, index, doomed, recorded, now)
-            if op is None:
-                continue
-            spec = s.spec
-            assert spec.address is not None
-            key = address_key(op.index, spec.address)
-            if op.action is Action.REPLACE:
-                delete(op, key, spec.address)
-            valid, preferred = wanted_lifetimes(spec, now)
-            op.add = len(requests)
-            op.requests.append(op.add)
-            requests.append(
-                rtnl.add_address(
-                    op.index,
-                    spec.address,
-                    int(spec.scope),
-                    int(spec.flags),
-                    valid=valid,
-                    preferred=preferred,
-                    replace=op.action is Action.REFRESH,
-                )
-            )
-            running.append(op)
-
-        errors = await kernel.write(requests) if requests else []
-        added = [o for o in running if self._failed(o, errors) is None and errors[o.add] is None]
-        after = index_addresses(await kernel.addresses()) if added else {}
-
-        with self.applied.batch():
-            for s in released:
-                self._release(ctx, retry, s)
-            for o in teardowns:
-                err = self._failed(o, errors)
-                if err is not None:
-                    retry.failed(o.key, err)
-                    continue
-                ctx.log.info("%s: address removed", o.key)
-                assert o.spec is not None
-                self._release(ctx, retry, o.spec)
-            ok = True
-            for o in stale:
-                err = self._failed(o, errors)
-                if err is not None:
-                    retry.failed(f"stale {o.key}", err)
-                    ok = False
-                    continue
-                if o.requests:
-                    ctx.log.info("%s: address of an earlier configuration removed", o.key)
-                retry.succeeded(f"stale {o.key}")
-                self.applied.remove(APPLIED_KIND, o.key)
-            if not self._stale_done:
-                self._stale_done = ok
-            for o in running:
-                self._applied(ctx, retry, o, errors, after)
-
-        # Deleting a primary IPv4 address deletes its secondaries too: once more, to add
-        # back what went with it.
-        if any(requests[i].type == RTM_DELADDR and e is None for i, e in enumerate(errors)):
-            ctx.trigger()
-        retry.forget_except(ids | {f"stale {k}" for k in self.applied.items(APPLIED_KIND)})
-        retry.schedule(ctx)
-
-    def _plan(
+    def plan(
         self,
         ctx: Context,
-        retry: KernelRetry,
-        s: _Spec,
-        links: dict[str, int],
-        index: dict[AddressKey, AddressRecord],
-        doomed: set[AddressKey],
-        recorded: dict[str, dict[str, Any]],
-        now: dt.datetime,
-    ) -> _Owner | None:
-        """What a running spec needs written (None: nothing)."""
-        spec = s.spec
+        item: SpecItem[AddressSpec],
+        obs: AddressView,
+        batch: Batch,
+        recorded: dict[str, Any] | None,
+    ) -> Owner[AddressSpec] | str | None:
+        spec = item.spec
         if spec.address is None:
-            retry.failed(s.id, "spec has no address")
-            return None
-        idx = links.get(spec.link_name)
+            return "spec has no address"
+        idx = obs.links.get(spec.link_name)
         if idx is None:
-            if s.id not in self._waiting:
-                self._waiting.add(s.id)
-                ctx.log.info("%s: waiting for link %s", s.id, spec.link_name)
-            retry.succeeded(s.id)
+            self.waiting_for_link(ctx, item.id, spec.link_name)
             return None
-        self._waiting.discard(s.id)
         key = address_key(idx, spec.address)
-        k = index.get(key) if key not in doomed else None
-        action = plan_address(spec, k, now, recorded.get(s.id))
-        accepted = self._accepted.get(s.id)
+        k = obs.index.get(key) if key not in batch.doomed else None
+        action = plan_address(spec, k, self._now, recorded)
+        accepted = self._accepted.get(item.id)
         if (
             action is Action.REPLACE
             and k is not None
@@ -431,49 +302,43 @@ class AddressSpecController(Controller):
         ):
             action = Action.NONE
         if action in (Action.NONE, Action.EXPIRED):
-            retry.succeeded(s.id)
             return None
-        return _Owner(s.id, spec=s, action=action, index=idx)
+        o: Owner[AddressSpec] = Owner(item.id, item=item, data=_Planned(action, idx))
+        if action is Action.REPLACE:
+            batch.delete(o, key, rtnl.delete_address(idx, spec.address))
+        valid, preferred = wanted_lifetimes(spec, self._now)
+        o.data.add = batch.add(
+            o,
+            rtnl.add_address(
+                idx,
+                spec.address,
+                int(spec.scope),
+                int(spec.flags),
+                valid=valid,
+                preferred=preferred,
+                replace=action is Action.REFRESH,
+            ),
+        )
+        return o
 
-    @staticmethod
-    def _failed(o: _Owner, errors: Sequence[KernelError | None]) -> KernelError | None:
-        """The first error of the owner's requests that counts: a delete of an address
-        already gone is fine, and so is an add that finds it there (netd.md §5.2)."""
-        for i in o.requests:
-            err = errors[i]
-            if err is None or isinstance(err, NotFound):
-                continue
-            if i == o.add and err.code == errno.EEXIST:
-                continue
-            return err
-        return None
+    def ignorable(self, owner: Owner[AddressSpec], i: int, err: KernelError) -> bool:
+        """A delete of an address already gone is fine, and so is an add that finds it
+        there (netd.md §5.2)."""
+        if isinstance(err, NotFound):
+            return True
+        return owner.data is not None and i == owner.data.add and err.code == errno.EEXIST
 
-    def _release(self, ctx: Context, retry: KernelRetry, s: _Spec) -> None:
-        retry.succeeded(s.id)
-        self.applied.remove(APPLIED_KIND, s.id)
-        self._waiting.discard(s.id)
-        self._accepted.pop(s.id, None)
-        ctx.remove_finalizer(NETWORK, ADDRESS_SPEC_TYPE, s.id, self.name)
+    async def observe_after(self, kernel: Rtnl, written: list[Owner[AddressSpec]]) -> Any:
+        return index_addresses(await kernel.addresses())
 
-    def _applied(
-        self,
-        ctx: Context,
-        retry: KernelRetry,
-        o: _Owner,
-        errors: Sequence[KernelError | None],
-        after: dict[AddressKey, AddressRecord],
-    ) -> None:
-        assert o.spec is not None
-        s, spec = o.spec, o.spec.spec
+    def commit(
+        self, ctx: Context, owner: Owner[AddressSpec], after: Any, errors: Sequence[KernelError | None]
+    ) -> dict[str, Any] | None:
+        assert owner.item is not None
+        s, spec, planned = owner.item, owner.item.spec, owner.data
         assert spec.address is not None
-        err = self._failed(o, errors)
-        if err is not None:
-            retry.failed(s.id, err)
-            return
-        retry.succeeded(s.id)
-        self.applied.add(APPLIED_KIND, s.id, lease_record(spec))
         self._accepted.pop(s.id, None)
-        k = after.get(address_key(o.index, spec.address))
+        k = (after or {}).get(address_key(planned.index, spec.address))
         if k is not None and not flags_scope_equal(spec, k):
             self._accepted[s.id] = (spec, (k.scope, k.all_flags))
             ctx.log.warning(
@@ -485,10 +350,26 @@ class AddressSpecController(Controller):
                 int(spec.flags),
             )
         ctx.log.info(
-            "%s: address %s on %s (%s)", s.id, format_prefix(spec.address), spec.link_name, o.action.value
+            "%s: address %s on %s (%s)",
+            s.id,
+            format_prefix(spec.address),
+            spec.link_name,
+            planned.action.value,
         )
-        if o.action is not Action.REFRESH and errors[o.add] is None:
+        if planned.action is not Action.REFRESH and errors[planned.add] is None:
             self._announce(ctx, spec)
+        return lease_record(spec)
+
+    def forget(self, spec_id: str) -> None:
+        self._accepted.pop(spec_id, None)
+
+    def after_pass(
+        self, ctx: Context, requests: Sequence[Request], errors: Sequence[KernelError | None]
+    ) -> None:
+        # Deleting a primary IPv4 address deletes its secondaries too: once more, to add
+        # back what went with it.
+        if any(requests[i].type == RTM_DELADDR and e is None for i, e in enumerate(errors)):
+            ctx.trigger()
 
     def _announce(self, ctx: Context, spec: AddressSpec) -> None:
         """Gratuitous ARP after an IPv4 address with ``announceWithARP`` was (re)added."""

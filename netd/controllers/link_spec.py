@@ -39,15 +39,14 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from pyroute2 import AsyncIPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.rtnl import RTMGRP_LINK
-
 from cosi import Context, Controller, Input, InputKind, Output, OutputKind, Phase
 from netd.controllers.retry import KernelRetry
 from netd.kernel.applied import Applied
 from netd.kernel.links import KernelLink, NotReady, kind_for
 from netd.kernel.links.ops import LinkOps
+from netd.kernel.netlink import LINK_GROUPS
+from netd.kernel.rtnl import KernelError
+from netd.kernel.rtnl_events import RtnlEvents
 from netd.resources.enums import LinkType
 from netd.resources.link import LINK_REFRESH_TYPE, LINK_SPEC_TYPE, LinkRefresh, LinkSpec
 from netd.resources.namespaces import NETWORK
@@ -270,33 +269,18 @@ class LinkSpecController(Controller):
         return (Output(NETWORK, LINK_REFRESH_TYPE, OutputKind.SHARED),)
 
     async def run(self, ctx: Context) -> None:
-        """Own two sockets: one for requests (used by reconcile, in this task) and one
-        subscribed to RTMGRP_LINK, read by a helper task, that triggers reconciles."""
-        async with AsyncIPRoute() as ipr:
-            self._ops = LinkOps(ipr)
-            watcher = asyncio.create_task(self._watch(ctx), name=f"{NAME}.watch")
+        """Own two sockets: one for requests (used by reconcile, in this task) and the
+        link event source, which triggers reconciles."""
+        events = RtnlEvents(LINK_GROUPS, ctx.trigger, keep=False)
+        async with LinkOps() as ops:
+            self._ops = ops
+            watcher = asyncio.create_task(events.run(), name=f"{NAME}.events")
             try:
                 await super().run(ctx)
             finally:
                 watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)
                 self._ops = None
-
-    async def _watch(self, ctx: Context) -> None:
-        while True:
-            mon = AsyncIPRoute()
-            try:
-                await mon.bind(groups=RTMGRP_LINK)
-                ctx.trigger()  # anything missed while (re)binding
-                async for _ in mon.get():
-                    ctx.trigger()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # ENOBUFS and friends: re-bind, reconcile from a full dump
-                ctx.log.warning("link event socket: %s; re-subscribing", e)
-                ctx.trigger()
-                await asyncio.sleep(0.1)
-            finally:
-                mon.close()
 
     def _owned(self, name: str) -> bool:
         return (APPLIED_KIND, name) in self.applied
@@ -328,7 +312,7 @@ class LinkSpecController(Controller):
                     ctx, ops, plan_teardown(spec, links, self._owned(name)), {name: spec}, links
                 ):
                     links = await ops.dump()
-            except (NetlinkError, OSError, NotReady) as e:
+            except (KernelError, OSError, NotReady) as e:
                 self.retry.failed(key, e)
                 continue
             self.retry.succeeded(key)
@@ -348,7 +332,7 @@ class LinkSpecController(Controller):
             key = f"link {spec.name}"
             try:
                 links, problem = await self._sync(ctx, ops, spec, links)
-            except (NetlinkError, OSError, NotReady) as e:
+            except (KernelError, OSError, NotReady) as e:
                 self.retry.failed(key, e)
                 links = await ops.dump()  # a plan may have stopped half-way
                 continue
@@ -373,7 +357,7 @@ class LinkSpecController(Controller):
                     log.info("removing link %s (%s): created by netd, no longer configured", name, kind)
                     await kind_for(kind).delete(ops, link)
                     links = await ops.dump()
-            except (NetlinkError, OSError) as e:
+            except (KernelError, OSError) as e:
                 self.retry.failed(key, e)
                 continue
             self.retry.succeeded(key)
@@ -413,7 +397,7 @@ class LinkSpecController(Controller):
                 self.applied.add(APPLIED_KIND, a.name, {"kind": spec.kind})
                 try:
                     await kind_for(spec.kind).create(ops, spec, links)
-                except (NetlinkError, NotReady):  # refused (EEXIST from a racing foreign link…) or
+                except (KernelError, NotReady):  # refused (EEXIST from a racing foreign link…) or
                     # not possible yet (a VLAN's parent missing): nothing was created, so not ours
                     if not recorded_before:
                         self.applied.remove(APPLIED_KIND, a.name)

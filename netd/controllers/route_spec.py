@@ -44,26 +44,23 @@ to disk once.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import socket
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cosi import Context, Controller, Input, InputKind, Phase
+from cosi import Context
 from netd.kernel import rtnl
 from netd.kernel.applied import Applied
-from netd.kernel.rtnl import ROUTE_GROUPS, KernelError, NotFound, Rtnl, RtnlWatch, describe_route
-from netd.kernel.rtnl_batch import Request
-from netd.kernel.rtnl_codec import RTM_DELROUTE, RouteRecord, new_route
+from netd.kernel.netlink import ROUTE_GROUPS
+from netd.kernel.rtnl import KernelError, Rtnl, describe_route
+from netd.kernel.rtnl_codec import RouteRecord, new_route
 from netd.netip import Addr, format_addr
 from netd.resources.enums import ROUTE_FLAGS_COMPARE_MASK, RouteProtocol, RouteType, RoutingTable
-from netd.resources.namespaces import NETWORK
 from netd.resources.route import ROUTE_SPEC_TYPE, RouteSpec
 
-from .retry import KernelRetry
+from .kernel_spec import Batch, KernelSpecController, Owner, SpecItem
 
 NAME = "network.RouteSpecController"
 APPLIED_KIND = "route"
@@ -268,73 +265,39 @@ def _never(k: RouteRecord) -> bool:
     return False
 
 
-#: A pass with more writes than this logs one summary line instead of one per route.
-LOG_EACH_MAX = 50
+@dataclass
+class RouteView:
+    """One pass's reading of the kernel: link indexes by name, routes by key."""
+
+    links: dict[str, int]
+    index: dict[RouteKey, list[RouteRecord]]
 
 
 @dataclass
-class _Spec:
-    id: str
-    spec: RouteSpec
-    tearing_down: bool
-
-
-@dataclass
-class _Owner:
-    """What one spec (or one stale record) put in the batch, and how it went."""
-
-    key: str
-    spec: _Spec | None = None
-    want: RouteRecord | None = None
+class _Planned:
+    want: RouteRecord
     before: list[RouteRecord] = field(default_factory=list)
-    requests: list[int] = field(default_factory=list)
     adds: bool = False
 
 
-class RouteSpecController(Controller):
+class RouteSpecController(KernelSpecController[RouteSpec, RouteView]):
     name = NAME
+    spec_type = ROUTE_SPEC_TYPE
+    spec_model = RouteSpec
+    applied_kind = APPLIED_KIND
+    groups = ROUTE_GROUPS
+    what = "route"
 
     def __init__(self, applied: Applied) -> None:
-        self.applied = applied
-        self.rtnl: Rtnl | None = None
-        self._watch: RtnlWatch | None = None
-        self.retry: KernelRetry | None = None
-        self._stale_done = False
-        self._waiting: set[str] = set()
+        super().__init__(applied)
         # spec ID → (spec, ident of the kernel route made of it that does not match it)
         self._accepted: dict[str, tuple[RouteSpec, tuple[Any, ...]]] = {}
         # spec ID → (spec, oif, desired route, its key): a spec is parsed once, not per pass
         self._wants: dict[str, tuple[RouteSpec, int, RouteRecord, RouteKey]] = {}
         # id(kernel route record) → (record, key): the keys of unchanged routes, kept
         self._keys: dict[int, tuple[RouteRecord, RouteKey]] = {}
-        self._verbose = True  # log each write (few of them in this pass) or a summary
-        self.passes = 0
 
-    def _note(self, ctx: Context, msg: str, *args: Any) -> None:
-        """One line per write when a pass writes little; at debug level in a big pass
-        (10,000 lines cost more than the writes), which logs a summary instead."""
-        if self._verbose:
-            ctx.log.info(msg, *args)
-        else:
-            ctx.log.debug(msg, *args)
-
-    def inputs(self) -> Sequence[Input]:
-        return [Input(NETWORK, ROUTE_SPEC_TYPE, InputKind.STRONG)]
-
-    async def run(self, ctx: Context) -> None:
-        self._watch = RtnlWatch(ROUTE_GROUPS, ctx.trigger)
-        watcher = asyncio.create_task(self._watch.run(), name=f"{self.name}.watch")
-        try:
-            await super().run(ctx)
-        finally:
-            watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
-            self._watch = None
-            if self.rtnl is not None:
-                self.rtnl.close()
-                self.rtnl = None
-
-    def _want(self, s: _Spec, oif: int) -> tuple[RouteRecord, RouteKey]:
+    def _want(self, s: SpecItem[RouteSpec], oif: int) -> tuple[RouteRecord, RouteKey]:
         cached = self._wants.get(s.id)
         if cached is not None and cached[1] == oif and (cached[0] is s.spec or cached[0] == s.spec):
             return cached[2], cached[3]
@@ -343,220 +306,107 @@ class RouteSpecController(Controller):
         self._wants[s.id] = (s.spec, oif, want, key)
         return want, key
 
-    async def reconcile(self, ctx: Context) -> None:
-        if self.retry is None:
-            self.retry = KernelRetry(ctx.log)
-        if self.rtnl is None:
-            self.rtnl = Rtnl()
-        t0 = time.monotonic()
-        self.passes += 1
-        retry, kernel = self.retry, self.rtnl
-        specs: list[_Spec] = []
-        for r in ctx.list(NETWORK, ROUTE_SPEC_TYPE):
-            assert isinstance(r.spec, RouteSpec)
-            tearing = r.md.phase is Phase.TEARING_DOWN
-            if not tearing and self.name not in r.md.finalizers:
-                ctx.add_finalizer(NETWORK, ROUTE_SPEC_TYPE, r.md.id, self.name)
-            specs.append(_Spec(r.md.id, r.spec, tearing))
-        specs.sort(key=lambda s: apply_order(s.spec, s.id))
-        ids = {s.id for s in specs}
+    def order(self, items: list[SpecItem[RouteSpec]]) -> list[SpecItem[RouteSpec]]:
+        items.sort(key=lambda s: apply_order(s.spec, s.id))
+        ids = {s.id for s in items}
         for gone in [i for i in self._wants if i not in ids]:
             del self._wants[gone]
-        if self._watch is not None:
-            self._watch.drain()  # what it has queued, the dumps below reflect
+        return items
+
+    async def observe(self, kernel: Rtnl) -> RouteView:
         links = {link.name: link.index for link in await kernel.links()}
-        routes = await kernel.routes()
-        index = index_routes(routes, self._keys)
-        recorded = self.applied.items(APPLIED_KIND)
-        requests: list[Request] = []
-        owners: list[_Owner] = []
-        doomed: set[int] = set()  # id() of the kernel routes this batch deletes
+        return RouteView(links, index_routes(await kernel.routes(), self._keys))
 
-        def ours(key: str) -> Callable[[RouteRecord], bool]:
-            """Whether we created ``k`` (by the record of spec ``key``); the record is
-            parsed on the first question only (most specs never ask: they match)."""
-            data = recorded.get(key)
-            if data is None:
-                return _never
-            parsed: list[ParsedRecord | None] = []
+    def _ours(self, data: dict[str, Any] | None, links: dict[str, int]) -> Callable[[RouteRecord], bool]:
+        """Whether we created ``k`` (by a spec's record); the record is parsed on the first
+        question only (most specs never ask: they match)."""
+        if data is None:
+            return _never
+        parsed: list[ParsedRecord | None] = []
 
-            def check(k: RouteRecord) -> bool:
-                if not parsed:
-                    parsed.append(parse_record(data))
-                return parsed[0] is not None and parsed_matches(parsed[0], k, links)
+        def check(k: RouteRecord) -> bool:
+            if not parsed:
+                parsed.append(parse_record(data))
+            return parsed[0] is not None and parsed_matches(parsed[0], k, links)
 
-            return check
+        return check
 
-        def delete(o: _Owner, k: RouteRecord) -> None:
-            if id(k) not in doomed:
-                doomed.add(id(k))
-                o.requests.append(len(requests))
-                requests.append(rtnl.delete_route(k))
+    def teardown(
+        self, item: SpecItem[RouteSpec], obs: RouteView, batch: Batch, owner: Owner[RouteSpec], recorded: bool
+    ) -> None:
+        spec = item.spec
+        oif = obs.links.get(spec.out_link_name, 0) if spec.out_link_name else 0
+        if spec.out_link_name and not oif:  # the link and its routes are gone
+            return
+        want, key = self._want(item, oif)
+        data = self.applied.items(APPLIED_KIND).get(item.id) if recorded else None
+        for k in teardown_routes(want, obs.index.get(key, ()), self._ours(data, obs.links)):
+            batch.delete(owner, id(k), rtnl.delete_route(k))
 
-        released: list[_Spec] = []
-        # 1. Specs going away (gateway routes before the link routes they may need).
-        for s in reversed(specs):
-            if not s.tearing_down:
-                continue
-            oif = links.get(s.spec.out_link_name, 0) if s.spec.out_link_name else 0
-            if s.spec.out_link_name and not oif:  # the link and its routes are gone
-                released.append(s)
-                continue
-            want, key = self._want(s, oif)
-            o = _Owner(s.id, spec=s)
-            for k in teardown_routes(want, index.get(key, ()), ours(s.id)):
-                delete(o, k)
-            owners.append(o)
+    def stale(
+        self, rec_id: str, data: dict[str, Any], obs: RouteView, batch: Batch, owner: Owner[RouteSpec]
+    ) -> None:
+        p = parse_record(data)
+        if p is not None:
+            for k in obs.index.get(p.key, ()):
+                if parsed_matches(p, k, obs.links):
+                    batch.delete(owner, id(k), rtnl.delete_route(k))
 
-        # 2. Once per start: routes recorded by an earlier run that no spec wants.
-        stale: list[_Owner] = []
-        if not self._stale_done:
-            for rec_id, data in sorted(recorded.items()):
-                if rec_id in ids:
-                    continue
-                o = _Owner(f"stale {rec_id}")
-                p = parse_record(data)
-                if p is not None:
-                    for k in index.get(p.key, ()):
-                        if parsed_matches(p, k, links):
-                            delete(o, k)
-                stale.append(o)
-
-        # 3. Running specs, link-scope routes first.
-        running: list[_Owner] = []
-        for s in specs:
-            if s.tearing_down:
-                continue
-            oif = 0
-            if s.spec.out_link_name:
-                oif = links.get(s.spec.out_link_name, 0)
-                if not oif:
-                    if s.id not in self._waiting:
-                        self._waiting.add(s.id)
-                        ctx.log.info("%s: waiting for link %s", s.id, s.spec.out_link_name)
-                    retry.succeeded(s.id)
-                    continue
-            self._waiting.discard(s.id)
-            want, key = self._want(s, oif)
-            bucket = index.get(key, ())
-            if doomed and bucket:
-                bucket = [k for k in bucket if id(k) not in doomed]
-            if any(route_matches(want, k) for k in bucket):  # (the bucket has the key)
-                retry.succeeded(s.id)  # the common case, in sync: adopt
-                continue
-            accepted = self._accepted.get(s.id)
-            if (
-                accepted is not None
-                and accepted[0] == s.spec
-                and any(route_ident(k) == accepted[1] for k in bucket)
-            ):
-                retry.succeeded(s.id)
-                continue
-            plan = plan_route(want, bucket, ours(s.id))
-            if plan.empty:
-                retry.succeeded(s.id)
-                continue
-            o = _Owner(s.id, spec=s, want=want, adds=plan.add is not None)
-            for k in plan.delete:
-                delete(o, k)
-            o.before = [k for k in bucket if id(k) not in doomed]
-            if plan.add is not None:
-                o.requests.append(len(requests))
-                requests.append(rtnl.add_route(plan.add))
-            running.append(o)
-
-        self._verbose = len(requests) <= LOG_EACH_MAX
-        errors = await kernel.write(requests) if requests else []
-        after: dict[RouteKey, list[RouteRecord]] | None = None
-        if any(o.adds and not self._failed(o, errors) for o in running):
-            # What the kernel made of the adds (it may store a route differently).
-            after = index_routes(await kernel.routes(), self._keys)
-
-        with self.applied.batch():
-            for s in released:
-                self._release(ctx, retry, s)
-            for o in owners:
-                err = self._failed(o, errors)
-                if err is not None:
-                    retry.failed(o.key, err)
-                    continue
-                assert o.spec is not None
-                for i in o.requests:
-                    self._note(ctx, "%s: route %s removed", o.key, describe_route(requests[i].record))
-                self._release(ctx, retry, o.spec)
-            ok = True
-            for o in stale:
-                err = self._failed(o, errors)
-                if err is not None:
-                    retry.failed(o.key, err)
-                    ok = False
-                    continue
-                if o.requests:
-                    self._note(ctx, "%s: route of an earlier configuration removed", o.key[len("stale ") :])
-                retry.succeeded(o.key)
-                self.applied.remove(APPLIED_KIND, o.key[len("stale ") :])
-            if not self._stale_done:
-                self._stale_done = ok
-            for o in running:
-                self._applied(ctx, retry, o, errors, requests, after)
-
-        retry.forget_except(ids | {f"stale {k}" for k in self.applied.items(APPLIED_KIND)})
-        retry.schedule(ctx)
-        failed = sum(1 for e in errors if e is not None and not isinstance(e, NotFound))
-        if not self._verbose:
-            adds = sum(1 for r in requests if r.type != RTM_DELROUTE)
-            ctx.log.info(
-                "%d routes added, %d removed, %d requests failed (one batch)",
-                adds,
-                len(requests) - adds,
-                failed,
-            )
-        ctx.log.debug(
-            "pass %d: %d specs, %d kernel routes, %d writes (%d failed), %.0f ms",
-            self.passes,
-            len(specs),
-            len(routes),
-            len(requests),
-            failed,
-            (time.monotonic() - t0) * 1000,
-        )
-
-    @staticmethod
-    def _failed(o: _Owner, errors: Sequence[KernelError | None]) -> KernelError | None:
-        """The first error of the owner's requests; a delete of a route already gone is fine."""
-        for i in o.requests:
-            err = errors[i]
-            if err is not None and not isinstance(err, NotFound):
-                return err
-        return None
-
-    def _release(self, ctx: Context, retry: KernelRetry, s: _Spec) -> None:
-        retry.succeeded(s.id)
-        self.applied.remove(APPLIED_KIND, s.id)
-        self._waiting.discard(s.id)
-        self._accepted.pop(s.id, None)
-        self._wants.pop(s.id, None)
-        ctx.remove_finalizer(NETWORK, ROUTE_SPEC_TYPE, s.id, self.name)
-
-    def _applied(
+    def plan(
         self,
         ctx: Context,
-        retry: KernelRetry,
-        o: _Owner,
-        errors: Sequence[KernelError | None],
-        requests: Sequence[Request],
-        after: dict[RouteKey, list[RouteRecord]] | None,
-    ) -> None:
-        assert o.spec is not None and o.want is not None
-        s, want = o.spec, o.want
-        err = self._failed(o, errors)
-        for i in o.requests:
-            if requests[i].type == RTM_DELROUTE and (err is None or errors[i] is None):
-                self._note(ctx, "%s: removed differing route %s", s.id, describe_route(requests[i].record))
-        if err is not None:
-            retry.failed(s.id, err)
-            return
-        retry.succeeded(s.id)
+        item: SpecItem[RouteSpec],
+        obs: RouteView,
+        batch: Batch,
+        recorded: dict[str, Any] | None,
+    ) -> Owner[RouteSpec] | str | None:
+        spec = item.spec
+        oif = 0
+        if spec.out_link_name:
+            oif = obs.links.get(spec.out_link_name, 0)
+            if not oif:
+                self.waiting_for_link(ctx, item.id, spec.out_link_name)
+                return None
+        self._waiting.discard(item.id)
+        want, key = self._want(item, oif)
+        bucket = obs.index.get(key, ())
+        if batch.doomed and bucket:
+            bucket = [k for k in bucket if id(k) not in batch.doomed]
+        if any(route_matches(want, k) for k in bucket):  # (the bucket has the key)
+            return None  # the common case, in sync: adopt
+        accepted = self._accepted.get(item.id)
+        if (
+            accepted is not None
+            and accepted[0] == spec
+            and any(route_ident(k) == accepted[1] for k in bucket)
+        ):
+            return None
+        plan = plan_route(want, bucket, self._ours(recorded, obs.links))
+        if plan.empty:
+            return None
+        o: Owner[RouteSpec] = Owner(item.id, item=item, data=_Planned(want, adds=plan.add is not None))
+        for k in plan.delete:
+            batch.delete(o, id(k), rtnl.delete_route(k))
+        o.data.before = [k for k in bucket if id(k) not in batch.doomed]
+        if plan.add is not None:
+            batch.add(o, rtnl.add_route(plan.add))
+        return o
+
+    async def observe_after(self, kernel: Rtnl, written: list[Owner[RouteSpec]]) -> Any:
+        if not any(o.data.adds for o in written):
+            return None
+        # What the kernel made of the adds (it may store a route differently).
+        return index_routes(await kernel.routes(), self._keys)
+
+    def commit(
+        self, ctx: Context, owner: Owner[RouteSpec], after: Any, errors: Sequence[KernelError | None]
+    ) -> dict[str, Any] | None:
+        assert owner.item is not None
+        s, planned = owner.item, owner.data
+        want = planned.want
+        for i in owner.requests:
+            if i != owner.requests[-1] or not planned.adds:
+                self.note(ctx, "%s: removed differing route", s.id)
         self._accepted.pop(s.id, None)
         created = want
         if after is not None:
@@ -565,7 +415,7 @@ class RouteSpecController(Controller):
                 # The kernel stores the route differently from the spec (a flag it does not
                 # keep, a protocol it rewrites): accept what it made instead of rewriting it
                 # forever.
-                seen = {route_ident(k) for k in o.before}
+                seen = {route_ident(k) for k in planned.before}
                 new = [k for k in bucket if same_key(want, k) and route_ident(k) not in seen]
                 if new:
                     created = new[0]
@@ -573,5 +423,9 @@ class RouteSpecController(Controller):
                     ctx.log.warning(
                         "%s: the kernel stores %s differently from the spec; accepted", s.id, created
                     )
-        self.applied.add(APPLIED_KIND, s.id, route_record(created, s.spec.out_link_name))
-        self._note(ctx, "%s: route %s added", s.id, describe_route(want))
+        self.note(ctx, "%s: route %s added", s.id, describe_route(want))
+        return route_record(created, s.spec.out_link_name)
+
+    def forget(self, spec_id: str) -> None:
+        self._accepted.pop(spec_id, None)
+        self._wants.pop(spec_id, None)

@@ -1,6 +1,6 @@
-"""Thin async rtnetlink adapter for the address and route spec controllers.
+"""Thin async rtnetlink adapter for the kernel spec controllers (addresses, routes, rules).
 
-Lists links, addresses and routes and writes addresses and routes in batches.
+Lists links, addresses, routes and rules and writes them in batches.
 It holds no policy (what to add, what to adopt, what to delete is decided by
 the pure functions of the controllers): it builds the exact messages of
 netd.md §5.2/§5.3 and maps kernel errors to a few exception classes, so the
@@ -17,42 +17,51 @@ answers read back in bulk, one errno per request) and the lean codec of
 conversion and no address parsing per kernel object.
 
 One :class:`Rtnl` is one netlink socket and must stay in the asyncio task that
-created it. :func:`watch` is the controllers' event source: it only *counts*
-that something happened (no message is decoded) and coalesces a burst into
-one trigger.
+created it. The controllers' event source is :class:`netd.kernel.rtnl_events.RtnlEvents`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import errno
 import ipaddress
 import logging
 import os
 import socket
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from netd.kernel import rtnl_codec as codec
+from netd.kernel.netlink import (
+    AF_BRIDGE,
+    AF_INET,
+    AF_INET6,
+    CREATE_EXCL,
+    CREATE_REPLACE,
+    DELETE,
+    INFINITY_LIFE_TIME,
+    NLM_F_DUMP_INTR,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    NLMSG_NOOP,
+    NLMSGHDR,
+    RTM_DELADDR,
+    RTM_DELROUTE,
+    RTM_DELRULE,
+    RTM_GETADDR,
+    RTM_GETLINK,
+    RTM_GETROUTE,
+    RTM_GETRULE,
+    RTM_NEWADDR,
+    RTM_NEWROUTE,
+    RTM_NEWRULE,
+)
 from netd.kernel.rtnl_batch import Request, RtnlBatch
-from netd.kernel.rtnl_codec import NLMSGHDR, AddressRecord, LinkRecord, RouteRecord
+from netd.kernel.rtnl_codec import AddressRecord, LinkRecord, RouteRecord, RuleRecord
 from netd.netip import Prefix
 
 log = logging.getLogger("netd.rtnl")
-
-#: Lifetime value meaning "forever" in IFA_CACHEINFO.
-INFINITY_LIFE_TIME = codec.INFINITY_LIFE_TIME
-
-#: Multicast groups (legacy RTMGRP_* bit masks for ``bind``).
-RTMGRP_LINK, RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_ROUTE = 0x1, 0x40, 0x400
-#: Groups of the watchers.
-LINK_GROUPS = RTMGRP_LINK
-ROUTE_GROUPS = RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE
-
-AF_INET, AF_INET6 = socket.AF_INET, socket.AF_INET6
 
 
 # ---- errors -----------------------------------------------------------------------------
@@ -95,7 +104,10 @@ def kernel_error(code: int, what: str, reason: str = "") -> KernelError:
 
 
 @dataclass(frozen=True)
-class KernelLink:
+class LinkName:
+    """What the address/route/rule controllers need of a link: index, name, MAC
+    (the link spec controller's richer view is :class:`netd.kernel.links.KernelLink`)."""
+
     index: int
     name: str
     hardware_addr: str  # "aa:bb:..." or ""
@@ -124,7 +136,7 @@ def address_prefix(a: AddressRecord) -> Prefix | None:
 
 def add_route(r: RouteRecord) -> Request:
     """RTM_NEWROUTE, create+exclusive (no replace), every attribute of netd.md §5.3."""
-    return Request(codec.RTM_NEWROUTE, codec.CREATE_EXCL, r)
+    return Request(RTM_NEWROUTE, CREATE_EXCL, r)
 
 
 def delete_route(r: RouteRecord) -> Request:
@@ -132,7 +144,7 @@ def delete_route(r: RouteRecord) -> Request:
     type, and its scope (IPv4 matches the scope unless it is RT_SCOPE_NOWHERE)."""
     body = codec.del_route(r)
     body.scope = r.scope
-    return Request(codec.RTM_DELROUTE, codec.DELETE, body)
+    return Request(RTM_DELROUTE, DELETE, body)
 
 
 def add_address(
@@ -149,11 +161,38 @@ def add_address(
     IFA_ADDRESS = IFA_LOCAL = IP, IFA_BROADCAST for IPv4 up to /30, IFA_FLAGS = flags,
     IFA_CACHEINFO only for finite lifetimes (None = forever)."""
     body = codec.new_address(index, address, scope, flags, valid=valid, preferred=preferred)
-    return Request(codec.RTM_NEWADDR, codec.CREATE_REPLACE if replace else codec.CREATE_EXCL, body)
+    return Request(RTM_NEWADDR, CREATE_REPLACE if replace else CREATE_EXCL, body)
 
 
 def delete_address(index: int, address: Prefix) -> Request:
-    return Request(codec.RTM_DELADDR, codec.DELETE, codec.del_address(index, address))
+    return Request(RTM_DELADDR, DELETE, codec.del_address(index, address))
+
+
+def add_rule(r: RuleRecord) -> Request:
+    """RTM_NEWRULE, create+exclusive: the kernel refuses a second equal rule (EEXIST)."""
+    return Request(RTM_NEWRULE, CREATE_EXCL, r)
+
+
+def delete_rule(r: RuleRecord) -> Request:
+    """RTM_DELRULE of exactly this (dumped) rule: the kernel matches every attribute given."""
+    return Request(RTM_DELRULE, DELETE, r)
+
+
+def describe_rule(r: RuleRecord) -> str:
+    """``1000: from 10.1.0.0/24 lookup 100`` (``ip rule`` style, log text)."""
+    parts = [f"{r.priority or 0}:"]
+    parts.append(f"from {r.src}/{r.src_len}" if r.src is not None else "from all")
+    if r.dst is not None:
+        parts.append(f"to {r.dst}/{r.dst_len}")
+    if r.fwmark is not None:
+        parts.append(f"fwmark {r.fwmark:#x}" + (f"/{r.fwmask:#x}" if r.fwmask is not None else ""))
+    if r.iifname:
+        parts.append(f"iif {r.iifname}")
+    if r.oifname:
+        parts.append(f"oif {r.oifname}")
+    actions = {6: "blackhole", 7: "unreachable", 8: "prohibit"}
+    parts.append(actions.get(r.action, f"lookup {r.full_table}"))
+    return " ".join(parts)
 
 
 def describe_route(r: RouteRecord) -> str:
@@ -172,12 +211,14 @@ def describe_route(r: RouteRecord) -> str:
 
 def describe_request(req: Request) -> str:
     """``add route 10.0.0.0/8 via ...`` / ``delete address 10.0.0.5/24`` (error text)."""
-    verb = "add" if req.type in (codec.RTM_NEWROUTE, codec.RTM_NEWADDR) else "delete"
+    verb = "add" if req.type in (RTM_NEWROUTE, RTM_NEWADDR, RTM_NEWRULE) else "delete"
     rec = req.record
     if isinstance(rec, RouteRecord):
         return f"{verb} route {describe_route(rec)}"
     if isinstance(rec, AddressRecord):
         return f"{verb} address {rec.ip}/{rec.prefixlen}"
+    if isinstance(rec, RuleRecord):
+        return f"{verb} rule {describe_rule(rec)}"
     return f"{verb} {rec!r}"
 
 
@@ -212,9 +253,9 @@ class _MemoBatch(RtnlBatch):
             if length < hdr or pos + length > total:
                 break
             if mseq == seq:
-                if flags & codec.NLM_F_DUMP_INTR:
+                if flags & NLM_F_DUMP_INTR:
                     interrupted = True
-                if mtype == codec.NLMSG_DONE:
+                if mtype == NLMSG_DONE:
                     return True, interrupted
                 if mtype == mtype_want:
                     body = data[pos + hdr : pos + length]
@@ -223,9 +264,9 @@ class _MemoBatch(RtnlBatch):
                         rec = codec.decode_body(table, body)
                     memo[body] = rec
                     out.append(rec)
-                elif mtype != codec.NLMSG_NOOP:  # an error, or anything unexpected
+                elif mtype != NLMSG_NOOP:  # an error, or anything unexpected
                     for m in codec.iter_messages(data[pos : pos + length]):
-                        if m.type == codec.NLMSG_ERROR and m.body.errno:
+                        if m.type == NLMSG_ERROR and m.body.errno:
                             raise OSError(m.body.errno, f"rtnetlink dump: {os.strerror(m.body.errno)}")
             pos += (length + 3) & ~3
         return False, interrupted
@@ -266,24 +307,29 @@ class Rtnl:
 
     # ---- dumps
 
-    async def links(self) -> list[KernelLink]:
-        recs: list[LinkRecord] = await self._b().dump_async(codec.RTM_GETLINK)
+    async def links(self) -> list[LinkName]:
+        recs: list[LinkRecord] = await self._b().dump_async(RTM_GETLINK)
         return [
-            KernelLink(r.index, r.ifname or "", r.address or "")
+            LinkName(r.index, r.ifname or "", r.address or "")
             for r in recs
-            if r.family != socket.AF_BRIDGE  # bridge port entries repeat their links
+            if r.family != AF_BRIDGE  # bridge port entries repeat their links
         ]
 
     async def addresses(self) -> list[AddressRecord]:
         """Every address (IPv4 and IPv6). Unchanged addresses are the records of the
         previous call (shared: do not modify them)."""
-        recs: list[AddressRecord] = await self._b().memo_dump(codec.RTM_GETADDR, codec.RTM_NEWADDR)
+        recs: list[AddressRecord] = await self._b().memo_dump(RTM_GETADDR, RTM_NEWADDR)
         return [a for a in recs if a.ip is not None and a.family in (AF_INET, AF_INET6)]
 
     async def routes(self) -> list[RouteRecord]:
         """Every route of every table and family (IPv4 and IPv6). Unchanged routes are
         the records of the previous call (shared: do not modify them)."""
-        recs: list[RouteRecord] = await self._b().memo_dump(codec.RTM_GETROUTE, codec.RTM_NEWROUTE)
+        recs: list[RouteRecord] = await self._b().memo_dump(RTM_GETROUTE, RTM_NEWROUTE)
+        return [r for r in recs if r.family in (AF_INET, AF_INET6)]
+
+    async def rules(self) -> list[RuleRecord]:
+        """Every policy routing rule of both families (the kernel's own included)."""
+        recs: list[RuleRecord] = await self._b().dump_async(RTM_GETRULE)
         return [r for r in recs if r.family in (AF_INET, AF_INET6)]
 
     # ---- writes
@@ -328,140 +374,3 @@ def send_gratuitous_arp(ifname: str, mac: str, ip: ipaddress.IPv4Address) -> Non
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP)) as s:
         s.bind((ifname, ETH_P_ARP))
         s.send(frame)
-
-
-# ---- watching ------------------------------------------------------------------------------
-
-#: Receive buffer of a watch socket (root passes rmem_max with SO_RCVBUFFORCE); an
-#: overflow only costs a trigger, the controllers re-read everything anyway.
-WATCH_RCVBUF = 4 << 20
-#: A burst of events (10,000 routes added at once) becomes one trigger per this many seconds.
-WATCH_COALESCE = 0.05
-#: Datagrams read per wake-up at most (the reader fires again while data is left).
-WATCH_READS = 100_000
-
-
-def _watch_socket(groups: int) -> socket.socket:
-    s = socket.socket(
-        socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE
-    )
-    try:
-        try:
-            s.setsockopt(socket.SOL_SOCKET, 33, WATCH_RCVBUF)  # SO_RCVBUFFORCE
-        except OSError:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, WATCH_RCVBUF)
-        s.bind((0, groups))
-    except BaseException:
-        s.close()
-        raise
-    return s
-
-
-class RtnlWatch:
-    """Calls ``on_event`` when messages of the rtnetlink multicast ``groups`` arrive.
-
-    The messages are drained without being decoded (the controllers re-read the
-    kernel state anyway, so only "something changed" matters), and a burst calls
-    ``on_event`` once per ``coalesce`` seconds at most. An overflow (ENOBUFS:
-    events were lost) is just another event; any other socket error calls
-    ``on_event`` and reopens the socket.
-
-    :meth:`drain`, called by a reconcile right before it reads the kernel state,
-    drops what is queued: the read reflects it. Without it, the events of a
-    burst still queued when the reconcile starts (10,000 of them after a big
-    batch) would trigger pass after pass that finds nothing to do.
-    """
-
-    def __init__(
-        self,
-        groups: int,
-        on_event: Callable[[], None],
-        coalesce: float = WATCH_COALESCE,
-        retry_delay: float = 1.0,
-    ) -> None:
-        self.groups = groups
-        self.on_event = on_event
-        self.coalesce = coalesce
-        self.retry_delay = retry_delay
-        self.datagrams = 0  # read since the last call of on_event (for the debug log)
-        self._sock: socket.socket | None = None
-        self._failed: asyncio.Future[OSError] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-
-    async def run(self) -> None:
-        """Watch until cancelled."""
-        loop = asyncio.get_running_loop()
-        while True:
-            self._sock = _watch_socket(self.groups)
-            self._failed = loop.create_future()
-            try:
-                loop.add_reader(self._sock.fileno(), self._readable)
-                self.on_event()  # anything that happened before the bind
-                e = await self._failed
-                log.debug("rtnetlink watch: %s; resyncing", e)
-                self.on_event()
-                await asyncio.sleep(self.retry_delay)
-            finally:
-                self._close()
-
-    def _close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._sock is not None:
-            with contextlib.suppress(Exception):
-                asyncio.get_running_loop().remove_reader(self._sock.fileno())
-            self._sock.close()
-            self._sock = None
-
-    def _fire(self) -> None:
-        self._timer = None
-        log.debug("rtnetlink watch %#x: %d datagrams: trigger", self.groups, self.datagrams)
-        self.datagrams = 0
-        self.on_event()
-
-    def _read_all(self) -> bool:
-        """Read everything queued; whether anything was (or got lost: ENOBUFS)."""
-        sock = self._sock
-        if sock is None:
-            return False
-        got = False
-        for _ in range(WATCH_READS):
-            try:
-                if not sock.recv(65536):
-                    return got
-            except BlockingIOError:
-                return got
-            except OSError as e:
-                if e.errno == errno.ENOBUFS:  # lost events: still just "something changed"
-                    got = True
-                    continue
-                asyncio.get_running_loop().remove_reader(sock.fileno())
-                if self._failed is not None and not self._failed.done():
-                    self._failed.set_result(e)
-                return True
-            got = True
-            self.datagrams += 1
-        return got
-
-    def _readable(self) -> None:
-        if self._read_all() and self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.coalesce, self._fire)
-
-    def drain(self) -> None:
-        """Drop the queued events and the pending call: the caller is about to read the
-        state they report. (Later events call ``on_event`` as usual.)"""
-        if self._sock is None:
-            return
-        self._read_all()
-        self.datagrams = 0
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-
-async def watch(
-    groups: int, on_event: Callable[[], None], retry_delay: float = 1.0, coalesce: float = WATCH_COALESCE
-) -> None:
-    """:meth:`RtnlWatch.run` (without a handle to drain it)."""
-    await RtnlWatch(groups, on_event, coalesce, retry_delay).run()

@@ -43,20 +43,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netd.kernel import rtnl_codec as codec
-from netd.kernel.rtnl_codec import (
+from netd.kernel.netlink import (
+    NETLINK_CAP_ACK,
+    NETLINK_EXT_ACK,
+    NETLINK_ROUTE,
     NLM_F_ACK,
     NLM_F_DUMP_INTR,
     NLMSG_DONE,
     NLMSG_ERROR,
     NLMSGHDR,
-    Message,
-    NlError,
+    SO_RCVBUFFORCE,
+    SO_SNDBUFFORCE,
+    SOL_NETLINK,
 )
+from netd.kernel.rtnl_codec import Message, NlError
 
 _FLAGS = struct.Struct("=H")
-SOL_NETLINK = 270
-NETLINK_CAP_ACK, NETLINK_EXT_ACK = 10, 11
-SO_RCVBUFFORCE, SO_SNDBUFFORCE = 33, 32
 
 #: Socket buffers asked for (root gets them past rmem_max/wmem_max via FORCE).
 RCVBUF = 16 << 20
@@ -108,7 +110,7 @@ class BatchResult:
 def open_socket(rcvbuf: int = RCVBUF, sndbuf: int = SNDBUF) -> socket.socket:
     """A non-blocking NETLINK_ROUTE socket with big buffers, capped acks and extended acks."""
     s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC,
-                      socket.NETLINK_ROUTE)  # fmt: skip
+                      NETLINK_ROUTE)  # fmt: skip
     try:
         sizes = ((SO_RCVBUFFORCE, socket.SO_RCVBUF, rcvbuf), (SO_SNDBUFFORCE, socket.SO_SNDBUF, sndbuf))
         for force, plain, size in sizes:
@@ -311,7 +313,7 @@ class RtnlBatch:
         return False, interrupted
 
     def dump(self, msg_type: int, family: int = 0, attempts: int = 5) -> list[Any]:
-        """Every record of an RTM_GET{LINK,ADDR,ROUTE} dump (blocking)."""
+        """Every record of an RTM_GET{LINK,ADDR,ROUTE,RULE} dump (blocking)."""
         for attempt in range(attempts):
             seq = self._next_seq()
             self._send(codec.dump_request(msg_type, family, seq))
@@ -331,7 +333,7 @@ class RtnlBatch:
         raise AssertionError("unreachable")
 
     async def dump_async(self, msg_type: int, family: int = 0, attempts: int = 5) -> list[Any]:
-        """Every record of an RTM_GET{LINK,ADDR,ROUTE} dump, waiting on the event loop."""
+        """Every record of an RTM_GET{LINK,ADDR,ROUTE,RULE} dump, waiting on the event loop."""
         for attempt in range(attempts):
             seq = self._next_seq()
             self._send(codec.dump_request(msg_type, family, seq))

@@ -1,16 +1,22 @@
-"""rtnetlink messages → LinkStatus / AddressStatus (as pyroute2 decodes them) and RouteStatus specs.
+"""Link records (the lean codec's) → LinkStatus, and a pyroute2 address message → AddressStatus.
 
-Pure functions over the message objects, so the status controllers and
-``netctl plan`` share one translation.
+Pure functions, so the status controllers and ``netctl plan`` share one
+translation. The per-kind IFLA_INFO_DATA decoders come from the link-kind
+adapters (:mod:`netd.kernel.links`): VLAN and bridge attributes are plain
+numbers read here, a bond's table is the bond adapter's (the one place that
+still uses pyroute2's attribute classes, for its full IFLA_BOND_* table).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+import struct
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from netd.kernel.links.bond import decode as decode_bond  # also registers the full IFLA_BOND_* table
+from netd.kernel.links.bond import decode_info_data as decode_bond_data
+from netd.kernel.netlink import NLA_HDR, NLA_TYPE_MASK
+from netd.kernel.rtnl_codec import LinkRecord
 from netd.kernel.sysfs import device_info
 from netd.resources.address import AddressStatus
 from netd.resources.enums import (
@@ -24,90 +30,85 @@ from netd.resources.enums import (
 )
 from netd.resources.link import BridgeMasterSpec, LinkStatus, STPSpec, VLANSpec
 
-# IFLA_OPERSTATE values are RFC 2863 operStatus - 1 … the kernel's IF_OPER_* order,
-# which is exactly our OperationalState numbering.
-_OPERSTATE_NAMES = {
-    "UNKNOWN": 0, "NOTPRESENT": 1, "DOWN": 2, "LOWERLAYERDOWN": 3, "TESTING": 4, "DORMANT": 5, "UP": 6,
-}
+IFLA_VLAN_ID, IFLA_VLAN_PROTOCOL = 1, 5
+IFLA_BR_STP_STATE = 5
 
 
-def _linkinfo(msg: Any) -> tuple[str, str, Any]:
-    info = msg.get_attr("IFLA_LINKINFO")
-    if info is None:
-        return "", "", None
-    return info.get_attr("IFLA_INFO_KIND") or "", info.get_attr("IFLA_INFO_SLAVE_KIND") or "", info.get_attr(
-        "IFLA_INFO_DATA"
-    )
+def _attrs(data: bytes) -> Iterator[tuple[int, bytes]]:
+    pos = 0
+    while pos + 4 <= len(data):
+        alen, atype = NLA_HDR.unpack_from(data, pos)
+        if alen < 4 or pos + alen > len(data):
+            return
+        yield atype & NLA_TYPE_MASK, data[pos + 4 : pos + alen]
+        pos += (alen + 3) & ~3
 
 
-def _operstate(value: Any) -> OperationalState:
-    if isinstance(value, int):
-        return OperationalState(value)
-    return OperationalState(_OPERSTATE_NAMES.get(str(value).upper(), 0))
+def _decode_vlan(data: bytes) -> dict[str, Any]:
+    vid, proto = 0, 0x8100
+    for atype, value in _attrs(data):
+        if atype == IFLA_VLAN_ID and len(value) >= 2:
+            vid = struct.unpack_from("=H", value)[0]
+        elif atype == IFLA_VLAN_PROTOCOL and len(value) >= 2:
+            proto = struct.unpack_from("!H", value)[0]  # big-endian on the wire
+    return {"vlan": VLANSpec(vlan_id=vid, vlan_protocol=VLANProtocol(proto))}
 
 
-def _decode_vlan(data: Any) -> dict[str, Any]:
-    return {
-        "vlan": VLANSpec(
-            vlan_id=data.get_attr("IFLA_VLAN_ID") or 0,
-            vlan_protocol=VLANProtocol(data.get_attr("IFLA_VLAN_PROTOCOL") or 0x8100),
-        )
-    }
+def _decode_bridge(data: bytes) -> dict[str, Any]:
+    stp = 0
+    for atype, value in _attrs(data):
+        if atype == IFLA_BR_STP_STATE and len(value) >= 4:
+            stp = struct.unpack_from("=I", value)[0]
+    return {"bridge_master": BridgeMasterSpec(stp=STPSpec(enabled=bool(stp)))}
 
 
-def _decode_bridge(data: Any) -> dict[str, Any]:
-    return {"bridge_master": BridgeMasterSpec(stp=STPSpec(enabled=bool(data.get_attr("IFLA_BR_STP_STATE"))))}
+def _decode_bond(data: bytes) -> dict[str, Any]:
+    return {"bond_master": decode_bond_data(data)}
 
 
-def _decode_bond(data: Any) -> dict[str, Any]:
-    return {"bond_master": decode_bond({name: value for name, value in data.get("attrs", [])})}
-
-
-#: Per-kind decoders of IFLA_INFO_DATA → LinkStatus field updates. Bond
-#: (``bond_master``) and WireGuard (``wireguard``, which needs the device API,
-#: not rtnetlink) are to be added here by the issue that brings those kinds.
-KIND_DECODERS: dict[str, Callable[[Any], dict[str, Any]]] = {
+#: Per-kind decoders of IFLA_INFO_DATA → LinkStatus field updates (WireGuard's block
+#: needs the device API, not rtnetlink: the link status controller adds it).
+KIND_DECODERS: dict[str, Callable[[bytes], dict[str, Any]]] = {
     "vlan": _decode_vlan,
     "bridge": _decode_bridge,
     "bond": _decode_bond,
 }
 
 
-def link_status(msg: Any, with_sysfs: bool = True) -> tuple[str, LinkStatus]:
-    """(name, LinkStatus) of an RTM_NEWLINK message.
+def link_status(rec: LinkRecord, with_sysfs: bool = True) -> tuple[str, LinkStatus]:
+    """(name, LinkStatus) of an RTM_NEWLINK record.
 
     ``linkState`` here is the rtnetlink carrier (for ``netctl plan``, which
     has no ethtool); the LinkStatusController overrides it with ethtool's
     answer, as netd.md §2.5 says.
     """
-    name = msg.get_attr("IFLA_IFNAME") or ""
-    kind, slave_kind, data = _linkinfo(msg)
+    name = rec.ifname or ""
+    kind = rec.kind or ""
     extra: dict[str, Any] = {}
     decoder = KIND_DECODERS.get(kind)
-    if decoder is not None and data is not None:
-        extra = decoder(data)
+    if decoder is not None and rec.info_data is not None:
+        extra = decoder(rec.info_data)
     info = device_info(name) if with_sysfs and name else None
-    status = LinkStatus(
-        index=msg["index"],
-        type=LinkType(msg["ifi_type"]),
-        link_index=msg.get_attr("IFLA_LINK") or 0,
-        flags=LinkFlags(msg["flags"]),
-        hardware_addr=msg.get_attr("IFLA_ADDRESS") or "",
-        permanent_addr=msg.get_attr("IFLA_PERM_ADDRESS") or "",
-        broadcast_addr=msg.get_attr("IFLA_BROADCAST") or "",
-        mtu=msg.get_attr("IFLA_MTU") or 0,
-        queue_disc=msg.get_attr("IFLA_QDISC") or "",
-        master_index=msg.get_attr("IFLA_MASTER") or 0,
-        operational_state=_operstate(msg.get_attr("IFLA_OPERSTATE") or 0),
+    return name, LinkStatus(
+        index=rec.index,
+        type=LinkType(rec.type),
+        link_index=rec.link or 0,
+        flags=LinkFlags(rec.flags),
+        hardware_addr=rec.address or "",
+        permanent_addr=rec.perm_address or "",
+        broadcast_addr=rec.broadcast or "",
+        mtu=rec.mtu or 0,
+        queue_disc=rec.qdisc or "",
+        master_index=rec.master or 0,
+        operational_state=OperationalState(rec.operstate or 0),
         kind=kind,
-        slave_kind=slave_kind,
+        slave_kind=rec.slave_kind or "",
         bus_path=info.bus_path if info else "",
         pci_id=info.pci_id if info else "",
         driver=info.driver if info else "",
-        link_state=bool(msg.get_attr("IFLA_CARRIER")) and bool(msg["flags"] & LinkFlags.UP),
+        link_state=bool(rec.carrier) and bool(rec.flags & LinkFlags.UP),
         **extra,
     )
-    return name, status
 
 
 def address_status(msg: Any, link_name: str) -> AddressStatus:

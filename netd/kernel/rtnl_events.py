@@ -1,19 +1,31 @@
-"""An asyncio rtnetlink event source and dump reader for the status controllers.
+"""The one rtnetlink event source: status controllers, spec controllers, dumps of raw messages.
 
-Why not ``AsyncIPRoute``: the status controllers need to see the socket's
-ENOBUFS (the kernel dropped events because our receive buffer filled up) to
-know that their delta-maintained picture of the kernel is now wrong and a full
-resync is due. A raw ``AF_NETLINK`` socket read from ``loop.add_reader`` gives
-exactly that, and pyroute2's :class:`MarshalRtnl` still does the decoding.
+Why a raw socket and not ``AsyncIPRoute``: the status controllers need to see
+the socket's ENOBUFS (the kernel dropped events because our receive buffer
+filled up) to know that their delta-maintained picture of the kernel is now
+wrong and a full resync is due. A raw ``AF_NETLINK`` socket read from
+``loop.add_reader`` gives exactly that.
 
 Design (decisions.md "Runtime": deltas, full resync only at start and on
 overflow):
 
 * :class:`RtnlEvents` is ONE socket joined to the multicast groups a controller
-  needs. Its reader callback drains the socket without decoding (cheap, so the
-  kernel buffer rarely fills) and appends raw datagrams to a queue, then calls
-  ``on_ready`` (the controller's ``ctx.trigger``). ENOBUFS sets ``overflowed``
-  and drops what is queued (it is about to be superseded by a dump).
+  needs (:mod:`netd.kernel.netlink` names the sets: ``LINK_GROUPS``,
+  ``ADDRESS_GROUPS``, ``ROUTE_GROUPS``, ``RULE_GROUPS``). Its reader callback
+  drains the socket without decoding (cheap, so the kernel buffer rarely fills).
+  Two uses:
+
+  - ``keep=True`` (status controllers): raw datagrams queue up for
+    :meth:`RtnlEvents.take`, ``on_ready`` (the controller's ``ctx.trigger``) is
+    called; ENOBUFS sets ``overflowed`` and drops what is queued (it is about to
+    be superseded by a dump).
+  - ``keep=False`` (spec controllers, :meth:`RtnlEvents.run`): nothing is kept,
+    only "something changed" matters because the controller re-reads the kernel;
+    a burst calls ``on_ready`` once per ``coalesce`` seconds, and
+    :meth:`RtnlEvents.drain` drops what is queued right before that re-read (else
+    the events of a 10,000-route batch would trigger pass after pass finding
+    nothing to do). A socket error reopens the socket and triggers a pass.
+
 * :func:`dump` reads a full RTM_GET* dump over its own short-lived socket.
   Subscribing before dumping and applying queued events after the dump gives
   the right end state: every event carries the object's complete state, so
@@ -23,51 +35,55 @@ overflow):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
+import logging
 import os
 import socket
 import struct
 from collections.abc import Callable
-from typing import Any
 
-from pyroute2.netlink.rtnl.marshal import MarshalRtnl
+from netd.kernel.netlink import (
+    NETLINK_ROUTE,
+    NLM_F_DUMP,
+    NLM_F_DUMP_INTR,
+    NLM_F_REQUEST,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    NLMSGHDR,
+    RTM_GETADDR,
+    RTM_GETLINK,
+    RTM_GETROUTE,
+    RTM_GETRULE,
+    SO_RCVBUFFORCE,
+)
 
-# rtnetlink message types.
-RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
-RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
-RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
-
-NLMSG_ERROR, NLMSG_DONE = 2, 3
-NLM_F_REQUEST, NLM_F_MULTI, NLM_F_DUMP_INTR = 0x1, 0x2, 0x10
-NLM_F_DUMP = 0x300
-NLM_F_REPLACE = 0x100
-
-# Multicast group bits (legacy RTMGRP_* masks for bind()).
-RTMGRP_LINK = 0x1
-RTMGRP_IPV4_IFADDR = 0x10
-RTMGRP_IPV4_MROUTE = 0x20
-RTMGRP_IPV4_ROUTE = 0x40
-RTMGRP_IPV6_IFADDR = 0x100
-RTMGRP_IPV6_MROUTE = 0x200
-RTMGRP_IPV6_ROUTE = 0x400
-
-SOL_NETLINK = 270
-NETLINK_NO_ENOBUFS = 5
+log = logging.getLogger("netd.rtnl")
 
 # Raw datagrams queued beyond this count are treated as an overflow: a resync
 # is cheaper than an unbounded backlog.
 MAX_QUEUED = 200_000
 
+#: Datagrams read per wake-up by a keeping source (the reader fires again while data
+#: is left), so a flood cannot starve the loop; a non-keeping one reads up to
+#: DRAIN_READS (reading without keeping is cheap).
 READS_PER_WAKEUP = 256
+DRAIN_READS = 100_000
 
 # A netlink datagram is at most 32 KiB (dump pages; events are smaller).
 RECV_SIZE = 64 << 10
 
-_HDR = struct.Struct("=IHHII")
-# Request bodies: ifinfomsg (16 bytes), ifaddrmsg (8), rtmsg (12); zeroed but for the family.
-_BODY = {RTM_GETLINK: 16, RTM_GETADDR: 8, RTM_GETROUTE: 12}
+#: Receive buffer of an event socket (root passes rmem_max with SO_RCVBUFFORCE): big
+#: enough for a burst of thousands of route events. Overflow is still handled.
+EVENTS_RCVBUF = 8 << 20
+#: A burst of events (10,000 routes added at once) becomes one trigger of a spec
+#: controller per this many seconds.
+WATCH_COALESCE = 0.05
 
-_marshal = MarshalRtnl()
+_HDR = NLMSGHDR
+# Request bodies: ifinfomsg (16 bytes), ifaddrmsg (8), rtmsg (12), fib_rule_hdr (12);
+# zeroed but for the family.
+_BODY = {RTM_GETLINK: 16, RTM_GETADDR: 8, RTM_GETROUTE: 12, RTM_GETRULE: 12}
 
 
 class DumpInterrupted(Exception):
@@ -75,17 +91,17 @@ class DumpInterrupted(Exception):
 
 
 def _open(groups: int = 0, rcvbuf: int | None = None) -> socket.socket:
-    s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC, 0)
+    s = socket.socket(
+        socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC, NETLINK_ROUTE
+    )
     try:
         if rcvbuf is not None:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         else:
-            # Big enough for a burst of thousands of route events; as root,
-            # FORCE bypasses rmem_max. Overflow is still handled (resync).
             try:
-                s.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)  # SO_RCVBUFFORCE
+                s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, EVENTS_RCVBUF)
             except OSError:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, EVENTS_RCVBUF)
         s.bind((0, groups))
     except BaseException:
         s.close()
@@ -94,33 +110,57 @@ def _open(groups: int = 0, rcvbuf: int | None = None) -> socket.socket:
 
 
 class RtnlEvents:
-    """One netlink socket subscribed to ``groups``; raw datagrams queue up until taken.
+    """One netlink socket subscribed to ``groups`` (see the module docstring).
 
-    ``on_ready`` is called (on the loop) whenever something new is queued or an
-    overflow happened. Use as a context manager, or ``open``/``close``.
+    ``keep=True``: raw datagrams queue up until :meth:`take`; ``on_ready`` is
+    called (on the loop) whenever something new is queued or an overflow
+    happened. Use as a context manager, or ``open``/``close``.
+
+    ``keep=False``: :meth:`run` until cancelled; ``on_ready`` once per
+    ``coalesce`` seconds of a burst, at (re)open and after a socket error.
     """
 
-    def __init__(self, groups: int, on_ready: Callable[[], None], rcvbuf: int | None = None) -> None:
+    def __init__(
+        self,
+        groups: int,
+        on_ready: Callable[[], None],
+        rcvbuf: int | None = None,
+        *,
+        keep: bool = True,
+        coalesce: float = WATCH_COALESCE,
+        retry_delay: float = 1.0,
+    ) -> None:
         self.groups = groups
         self.on_ready = on_ready
         self.rcvbuf = rcvbuf
+        self.keep = keep
+        self.coalesce = coalesce
+        self.retry_delay = retry_delay
         self.overflowed = False
         self.overflows = 0
+        self.datagrams = 0  # read since the last trigger (non-keeping: for the debug log)
         self.error: OSError | None = None
         self._queue: list[bytes] = []
         self._buf = bytearray(RECV_SIZE)
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._failed: asyncio.Future[OSError] | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     def open(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self.error = None
         self._sock = _open(self.groups, self.rcvbuf)
         self._loop.add_reader(self._sock.fileno(), self._readable)
 
     def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._sock is not None:
             if self._loop is not None and not self._loop.is_closed():
-                self._loop.remove_reader(self._sock.fileno())
+                with contextlib.suppress(Exception):
+                    self._loop.remove_reader(self._sock.fileno())
             self._sock.close()
             self._sock = None
 
@@ -131,14 +171,29 @@ class RtnlEvents:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _readable(self) -> None:
+    async def run(self) -> None:
+        """Watch until cancelled, reopening the socket after an error (non-keeping use)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            self._failed = loop.create_future()
+            self.open()
+            try:
+                self.on_ready()  # anything that happened before the bind
+                e = await self._failed
+                log.debug("rtnetlink events %#x: %s; resyncing", self.groups, e)
+                self.on_ready()
+                await asyncio.sleep(self.retry_delay)
+            finally:
+                self.close()
+
+    def _read_all(self) -> bool:
+        """Read what is queued (a bounded number of datagrams); whether anything was,
+        or got lost (ENOBUFS: also "something changed")."""
         sock = self._sock
         if sock is None:
-            return
+            return False
         got = False
-        # A bounded number of reads per wake-up, so a flood cannot starve the loop;
-        # the reader fires again while data is left.
-        for _ in range(READS_PER_WAKEUP):
+        for _ in range(READS_PER_WAKEUP if self.keep else DRAIN_READS):
             try:
                 n = sock.recv_into(self._buf)
             except BlockingIOError:
@@ -148,20 +203,37 @@ class RtnlEvents:
                     self._overflow()
                     got = True
                     continue  # the socket stays usable; keep draining
-                # Anything else is for the controller to see (it restarts and resyncs).
+                # Anything else: a keeping controller sees it in take() (it restarts and
+                # resyncs); run() reopens the socket.
                 self.error = e
                 if self._loop is not None:
                     self._loop.remove_reader(sock.fileno())
-                got = True
-                break
+                if self._failed is not None and not self._failed.done():
+                    self._failed.set_result(e)
+                return True
             if not n:
                 break
-            self._queue.append(bytes(self._buf[:n]))
             got = True
-            if len(self._queue) > MAX_QUEUED:
-                self._overflow()
-        if got:
+            self.datagrams += 1
+            if self.keep:
+                self._queue.append(bytes(self._buf[:n]))
+                if len(self._queue) > MAX_QUEUED:
+                    self._overflow()
+        return got
+
+    def _readable(self) -> None:
+        if not self._read_all():
+            return
+        if self.keep or self.error is not None:
             self.on_ready()
+        elif self._timer is None and self._loop is not None:
+            self._timer = self._loop.call_later(self.coalesce, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        log.debug("rtnetlink events %#x: %d datagrams: trigger", self.groups, self.datagrams)
+        self.datagrams = 0
+        self.on_ready()
 
     def _overflow(self) -> None:
         self.overflowed = True
@@ -178,6 +250,19 @@ class RtnlEvents:
         self._queue = []
         return overflowed, queue
 
+    def drain(self) -> None:
+        """Drop the queued events and the pending trigger: the caller is about to read
+        the state they report. (Later events trigger as usual.)"""
+        if self._sock is None:
+            return
+        self._read_all()
+        self._queue = []
+        self.overflowed = False
+        self.datagrams = 0
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
 
 def split(datagram: bytes) -> list[tuple[int, bytes]]:
     """The (message type, message bytes) of each netlink message in a datagram."""
@@ -190,11 +275,6 @@ def split(datagram: bytes) -> list[tuple[int, bytes]]:
         out.append((mtype, datagram[pos : pos + length]))
         pos += (length + 3) & ~3
     return out
-
-
-def decode_one(message: bytes) -> Any:
-    """One message decoded by pyroute2 (links and addresses)."""
-    return next(iter(_marshal.parse(message)))
 
 
 async def dump(msg_type: int, family: int = socket.AF_UNSPEC, attempts: int = 5) -> list[tuple[int, bytes]]:

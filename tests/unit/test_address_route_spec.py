@@ -30,20 +30,16 @@ from netd.controllers.route_spec import (
     teardown_routes,
 )
 from netd.kernel.applied import Applied
+from netd.kernel.netlink import NLM_F_REPLACE, RTM_DELADDR, RTM_DELROUTE, RTM_NEWADDR, RTM_NEWROUTE
 from netd.kernel.rtnl import (
     AlreadyExists,
     KernelError,
-    KernelLink,
+    LinkName,
     NotFound,
     gratuitous_arp_frame,
 )
 from netd.kernel.rtnl_batch import Request
 from netd.kernel.rtnl_codec import (
-    NLM_F_REPLACE,
-    RTM_DELADDR,
-    RTM_DELROUTE,
-    RTM_NEWADDR,
-    RTM_NEWROUTE,
     AddressRecord,
     CacheInfo,
     RouteRecord,
@@ -338,14 +334,14 @@ class FakeRtnl:
     order, each failure reported for its request only (as the kernel does)."""
 
     def __init__(self) -> None:
-        self.link_list = [KernelLink(1, "lo", ""), KernelLink(2, "eth0", "02:00:00:00:00:01")]
+        self.link_list = [LinkName(1, "lo", ""), LinkName(2, "eth0", "02:00:00:00:00:01")]
         self.addrs: list[AddressRecord] = []
         self.route_list: list[RouteRecord] = []
         self.writes: list[tuple[str, Any]] = []
         self.fail: dict[Any, KernelError] = {}
         self.batches = 0
 
-    async def links(self) -> list[KernelLink]:
+    async def links(self) -> list[LinkName]:
         return list(self.link_list)
 
     async def addresses(self) -> list[AddressRecord]:
@@ -477,7 +473,7 @@ async def test_address_controller_flow(state: State, tmp_path: Any) -> None:
     fake.writes.clear()
     await c.reconcile(ctx)
     assert fake.writes == []
-    fake.link_list.append(KernelLink(7, "eth7", ""))
+    fake.link_list.append(LinkName(7, "eth7", ""))
     await c.reconcile(ctx)
     assert fake.writes == [("add", "10.7.0.1/24")]
 

@@ -16,6 +16,7 @@ from pyroute2.iproute.linux import get_arguments_processor
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 from netd.controllers.link_spec import Create, Delete, SetMaster, SetUp, Update, order_specs, plan_link
+from netd.kernel import rtnl_codec
 from netd.kernel.links import KINDS, GenericKind, KernelLink, NotReady, kernel_link, kind_for
 from netd.kernel.links.bond import ATTRS, BondKind, comparable, decode, encode, sent
 from netd.kernel.links.vlan import VLANKind
@@ -75,6 +76,11 @@ def newlink(name: str, index: int, kind: str, data: bytes, link: int = 0, flags:
     msg = ifinfmsg(struct.pack("=IHHII", 16 + len(body), 16, 0, 0, 0) + body)
     msg.decode()
     return msg
+
+
+def record(msg: Any) -> Any:
+    """The lean codec's LinkRecord of the same message (what the status controllers decode)."""
+    return rtnl_codec.decode(bytes(msg.data))[0].body
 
 
 def request_info_data(kind: str, **kwargs: Any) -> list[tuple[int, bytes]]:
@@ -256,7 +262,7 @@ def test_bond_decode_from_kernel_message() -> None:
     assert got.xmit_hash_policy == BondXmitHashPolicy.LAYER23 and got.use_carrier
     assert (got.resend_igmp, got.lp_interval, got.packets_per_slave, got.tlb_logical_lb) == (1, 1, 1, 1)
     # LinkStatus shows the same
-    name, status = link_status(msg, with_sysfs=False)
+    name, status = link_status(record(msg), with_sysfs=False)
     assert name == "bond0" and status.kind == "bond" and status.bond_master == got
 
 
@@ -424,7 +430,7 @@ def test_captured_kernel_bonds_decode_and_compare_equal() -> None:
         xmit_hash_policy=BondXmitHashPolicy.LAYER23,
         use_carrier=True,
     )
-    got = link_status(msg, with_sysfs=False)[1].bond_master
+    got = link_status(record(msg), with_sysfs=False)[1].bond_master
     assert got == want.with_defaults().model_copy(update={"packets_per_slave": 1})  # reported in every mode
     assert BondKind().in_sync(bond_spec(**want.model_dump()), kernel_link(msg))
     assert not BondKind().in_sync(bond_spec(**(want.model_dump() | {"primary": 4})), kernel_link(msg))
@@ -507,7 +513,7 @@ def test_captured_vlan() -> None:
 
 def test_vlan_status_decoded() -> None:
     _, status = link_status(
-        newlink("eth0.5", 9, "vlan", nla(1, u16(7)) + nla(5, b"\x88\xa8"), link=2), with_sysfs=False
+        record(newlink("eth0.5", 9, "vlan", nla(1, u16(7)) + nla(5, b"\x88\xa8"), link=2)), with_sysfs=False
     )
     assert (
         status.vlan == VLANSpec(vlan_id=7, vlan_protocol=VLANProtocol.IEEE8021AD) and status.link_index == 2

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 from cosi import Backoff, Context, State
@@ -36,6 +35,7 @@ from netd.controllers.link_spec import (
 from netd.kernel.applied import Applied
 from netd.kernel.links import KINDS, BridgeKind, GenericKind, KernelLink, LinkKind, kernel_link, kind_for
 from netd.kernel.links.ops import LinkOps
+from netd.kernel.rtnl import kernel_error
 from netd.resources import LINK_REFRESH_TYPE, LINK_SPEC_TYPE, NETWORK, LinkSpec, register_all
 from netd.resources.enums import LinkFlags, LinkType
 from netd.resources.link import BridgeMasterSpec, BridgeSlave, LinkRefresh, STPSpec
@@ -324,7 +324,7 @@ class FakeOps(LinkOps):
         for lk in self.links.values():
             if lk.index == index:
                 return lk
-        raise NetlinkError(19, "No such device")
+        raise kernel_error(19, "link")
 
     def _replace(self, index: int, **kw: Any) -> None:
         lk = self._by_index(index)
@@ -333,7 +333,7 @@ class FakeOps(LinkOps):
     def _call(self, *call: Any) -> None:
         self.calls.append(call)
         if call[0] in self.fail:
-            raise NetlinkError(self.fail[call[0]], "injected")
+            raise kernel_error(self.fail[call[0]], "injected")
 
     async def dump(self) -> dict[str, KernelLink]:
         return dict(self.links)
@@ -341,7 +341,7 @@ class FakeOps(LinkOps):
     async def add(self, name: str, kind: str, **kwargs: Any) -> None:
         self._call("add", name, kind)
         if name in self.links:
-            raise NetlinkError(17, "File exists")
+            raise kernel_error(17, "File exists")
         self._next += 1
         data = {"IFLA_BR_STP_STATE": kwargs["br_stp_state"]} if "br_stp_state" in kwargs else {}
         self.links[name] = klink(name, self._next, kind, info_data=data)

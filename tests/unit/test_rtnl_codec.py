@@ -20,8 +20,12 @@ from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
+from netd.controllers.address_spec import wanted_lifetimes
+from netd.controllers.route_spec import desired_route
+from netd.kernel import netlink as nl
 from netd.kernel import rtnl_codec as c
 from netd.kernel import rtnl_decode
+from netd.kernel.rtnl import add_address
 from netd.netip import format_prefix, parse_addr, parse_prefix
 from netd.resources.address import AddressSpec
 from netd.resources.enums import (
@@ -238,10 +242,10 @@ def check_link_pyroute2(msg: Any, lk: c.LinkRecord) -> None:
     _nested(msg, "IFLA_LINKINFO", LINKINFO, lk)
 
 
-def pyroute2_route(r: c.RouteRecord, msg_type: int = c.RTM_NEWROUTE) -> bytes:
+def pyroute2_route(r: c.RouteRecord, msg_type: int = nl.RTM_NEWROUTE) -> bytes:
     m = rtmsg()
     m["header"]["type"] = msg_type
-    m["header"]["flags"] = c.CREATE_EXCL
+    m["header"]["flags"] = nl.CREATE_EXCL
     for field, name in ROUTE_HEADER.items():
         m[name] = getattr(r, field)
     attrs = [(name, py_value(getattr(r, f))) for f, name in ROUTE_ATTRS.items() if getattr(r, f) is not None]
@@ -253,7 +257,7 @@ def pyroute2_route(r: c.RouteRecord, msg_type: int = c.RTM_NEWROUTE) -> bytes:
     return bytes(m.data)
 
 
-def pyroute2_addr(a: c.AddressRecord, msg_type: int = c.RTM_NEWADDR) -> bytes:
+def pyroute2_addr(a: c.AddressRecord, msg_type: int = nl.RTM_NEWADDR) -> bytes:
     m = ifaddrmsg()
     m["header"]["type"] = msg_type
     for field, name in ADDR_HEADER.items():
@@ -269,7 +273,7 @@ def pyroute2_addr(a: c.AddressRecord, msg_type: int = c.RTM_NEWADDR) -> bytes:
     return bytes(m.data)
 
 
-def pyroute2_link(lk: c.LinkRecord, msg_type: int = c.RTM_NEWLINK) -> bytes:
+def pyroute2_link(lk: c.LinkRecord, msg_type: int = nl.RTM_NEWLINK) -> bytes:
     m = ifinfmsg()
     m["header"]["type"] = msg_type
     for field, name in LINK_HEADER.items():
@@ -295,9 +299,9 @@ def only(data: bytes) -> c.Message:
 
 
 @settings(max_examples=300, deadline=None)
-@given(route_records(), st.sampled_from([c.RTM_NEWROUTE, c.RTM_DELROUTE]))
+@given(route_records(), st.sampled_from([nl.RTM_NEWROUTE, nl.RTM_DELROUTE]))
 def test_route_ours_decoded_by_pyroute2(r: c.RouteRecord, msg_type: int) -> None:
-    data = c.encode(msg_type, r, c.CREATE_EXCL, seq=42)
+    data = c.encode(msg_type, r, nl.CREATE_EXCL, seq=42)
     msg = rtmsg(data)
     msg.decode()
     assert msg["header"]["type"] == msg_type
@@ -307,7 +311,7 @@ def test_route_ours_decoded_by_pyroute2(r: c.RouteRecord, msg_type: int) -> None
 
 
 @settings(max_examples=300, deadline=None)
-@given(route_records(), st.sampled_from([c.RTM_NEWROUTE, c.RTM_DELROUTE]))
+@given(route_records(), st.sampled_from([nl.RTM_NEWROUTE, nl.RTM_DELROUTE]))
 def test_route_pyroute2_decoded_by_ours(r: c.RouteRecord, msg_type: int) -> None:
     m = only(pyroute2_route(r, msg_type))
     assert m.type == msg_type
@@ -315,9 +319,9 @@ def test_route_pyroute2_decoded_by_ours(r: c.RouteRecord, msg_type: int) -> None
 
 
 @settings(max_examples=300, deadline=None)
-@given(address_records(), st.sampled_from([c.RTM_NEWADDR, c.RTM_DELADDR]))
+@given(address_records(), st.sampled_from([nl.RTM_NEWADDR, nl.RTM_DELADDR]))
 def test_address_ours_decoded_by_pyroute2(a: c.AddressRecord, msg_type: int) -> None:
-    data = c.encode(msg_type, a, c.CREATE_EXCL, seq=7)
+    data = c.encode(msg_type, a, nl.CREATE_EXCL, seq=7)
     msg = ifaddrmsg(data)
     msg.decode()
     assert msg["header"]["type"] == msg_type
@@ -325,7 +329,7 @@ def test_address_ours_decoded_by_pyroute2(a: c.AddressRecord, msg_type: int) -> 
 
 
 @settings(max_examples=300, deadline=None)
-@given(address_records(), st.sampled_from([c.RTM_NEWADDR, c.RTM_DELADDR]))
+@given(address_records(), st.sampled_from([nl.RTM_NEWADDR, nl.RTM_DELADDR]))
 def test_address_pyroute2_decoded_by_ours(a: c.AddressRecord, msg_type: int) -> None:
     m = only(pyroute2_addr(a, msg_type))
     assert m.type == msg_type
@@ -335,17 +339,17 @@ def test_address_pyroute2_decoded_by_ours(a: c.AddressRecord, msg_type: int) -> 
 @settings(max_examples=200, deadline=None)
 @given(link_records())
 def test_link_both_ways(lk: c.LinkRecord) -> None:
-    msg = ifinfmsg(c.encode(c.RTM_NEWLINK, lk))
+    msg = ifinfmsg(c.encode(nl.RTM_NEWLINK, lk))
     msg.decode()
     check_link_pyroute2(msg, lk)
-    assert only(pyroute2_link(lk, c.RTM_DELLINK)).body == lk
+    assert only(pyroute2_link(lk, nl.RTM_DELLINK)).body == lk
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(route_records() | address_records() | link_records(), max_size=8))
 def test_event_datagram_round_trip(records: list[Any]) -> None:
     """A datagram of mixed events (as a multicast socket reads them) decodes in order."""
-    types = {c.RouteRecord: c.RTM_NEWROUTE, c.AddressRecord: c.RTM_DELADDR, c.LinkRecord: c.RTM_NEWLINK}
+    types = {c.RouteRecord: nl.RTM_NEWROUTE, c.AddressRecord: nl.RTM_DELADDR, c.LinkRecord: nl.RTM_NEWLINK}
     data = b"".join(c.encode(types[type(r)], r, 0, seq=i) for i, r in enumerate(records))
     msgs = c.decode(data)
     assert [m.body for m in msgs] == records
@@ -361,7 +365,7 @@ def test_route_status_matches_the_record(r: c.RouteRecord) -> None:
     """The status built by the fast path equals one validated field by field."""
     if r.dst is not None:
         r.dst = ipaddress.ip_interface((r.dst, r.dst_len)).network.network_address
-    data = c.encode(c.RTM_NEWROUTE, r)
+    data = c.encode(nl.RTM_NEWROUTE, r)
     names = {r.oif: "eth0"} if r.oif else {}
     rec = only(data).body
     ours = c.route_status(rec, names)
@@ -377,7 +381,7 @@ def test_route_status_matches_the_record(r: c.RouteRecord) -> None:
 def test_address_status_matches_rtnl_decode(a: c.AddressRecord) -> None:
     if a.address is None and a.local is None:
         a.local = ipaddress.ip_address("10.0.0.1" if a.family == 2 else "fd00::1")
-    data = c.encode(c.RTM_NEWADDR, a)
+    data = c.encode(nl.RTM_NEWADDR, a)
     msg = ifaddrmsg(data)
     msg.decode()
     ours = c.address_status(only(data).body, "eth0")
@@ -420,9 +424,9 @@ def test_route_from_spec_is_the_rtnl_message() -> None:
         mtu=1400,
         layer=ConfigLayer.CONFIGURATION,
     )
-    msg = rtmsg(c.encode(c.RTM_NEWROUTE, c.route_from_spec(spec, oif=3), c.CREATE_EXCL))
+    msg = rtmsg(c.encode(nl.RTM_NEWROUTE, desired_route(spec, oif=3), nl.CREATE_EXCL))
     msg.decode()
-    assert msg["header"]["flags"] == c.CREATE_EXCL
+    assert msg["header"]["flags"] == nl.CREATE_EXCL
     assert (msg["family"], msg["dst_len"], msg["table"], msg["proto"], msg["type"]) == (2, 16, 252, 4, 1)
     assert msg.get_attr("RTA_DST") == "10.10.0.0"
     assert msg.get_attr("RTA_GATEWAY") == "192.168.1.1"
@@ -435,21 +439,32 @@ def test_route_from_spec_is_the_rtnl_message() -> None:
 
 def test_default_route_from_spec_has_no_dst_and_main_table() -> None:
     spec = RouteSpec(family=Family.INET6, gateway=parse_addr("fe80::1"), table=RoutingTable.MAIN, priority=0)
-    r = c.route_from_spec(spec, oif=2)
+    r = desired_route(spec, oif=2)
+    # IPv6 metric 0 is the kernel's 1024 (the normalisation the old second path lacked)
     assert (r.dst, r.dst_len, r.table, r.table_id, r.priority, r.mtu, r.type) == (
         None,
         0,
         254,
         254,
-        None,
+        1024,
         None,
         1,
     )
     delete = c.del_route(r)
-    msg = rtmsg(c.encode(c.RTM_DELROUTE, delete, c.DELETE))
+    msg = rtmsg(c.encode(nl.RTM_DELROUTE, delete, nl.DELETE))
     msg.decode()
     assert msg.get_attr("RTA_GATEWAY") == "fe80::1"
     assert msg.get_attr("RTA_PREFSRC") is None and msg.get_attr("RTA_METRICS") is None
+
+
+def _address_record(spec: AddressSpec, index: int, now: dt.datetime) -> c.AddressRecord:
+    """The body the address spec controller sends for ``spec`` (its one spec→message path)."""
+    assert spec.address is not None
+    valid, preferred = wanted_lifetimes(spec, now)
+    rec: c.AddressRecord = add_address(
+        index, spec.address, int(spec.scope), int(spec.flags), valid=valid, preferred=preferred, replace=True
+    ).record
+    return rec
 
 
 def test_address_from_spec() -> None:
@@ -462,7 +477,7 @@ def test_address_from_spec() -> None:
         valid_until=now + dt.timedelta(seconds=300),
         preferred_until=now + dt.timedelta(seconds=600),
     )
-    msg = ifaddrmsg(c.encode(c.RTM_NEWADDR, c.address_from_spec(spec, 5, now), c.CREATE_REPLACE))
+    msg = ifaddrmsg(c.encode(nl.RTM_NEWADDR, _address_record(spec, 5, now), nl.CREATE_REPLACE))
     msg.decode()
     assert (msg["family"], msg["prefixlen"], msg["flags"], msg["index"]) == (2, 24, 0x80, 5)
     assert msg.get_attr("IFA_LOCAL") == msg.get_attr("IFA_ADDRESS") == "172.20.0.2"
@@ -485,15 +500,15 @@ def test_address_point_to_point_and_forever() -> None:
 
 
 def _ack(seq: int, code: int, text: str = "") -> bytes:
-    flags = c.NLM_F_CAPPED
-    orig = c.NLMSGHDR.pack(16, c.RTM_NEWROUTE, 0, seq, 0)
+    flags = nl.NLM_F_CAPPED
+    orig = nl.NLMSGHDR.pack(16, nl.RTM_NEWROUTE, 0, seq, 0)
     tlv = b""
     if text:
         raw = text.encode() + b"\0"
-        tlv = struct.pack("=HH", 4 + len(raw), c.NLMSGERR_ATTR_MSG) + raw + b"\0" * (-len(raw) % 4)
-        flags |= c.NLM_F_ACK_TLVS
+        tlv = struct.pack("=HH", 4 + len(raw), nl.NLMSGERR_ATTR_MSG) + raw + b"\0" * (-len(raw) % 4)
+        flags |= nl.NLM_F_ACK_TLVS
     body = struct.pack("=i", -code) + orig + tlv
-    return c.NLMSGHDR.pack(16 + len(body), c.NLMSG_ERROR, flags, seq, 0) + body
+    return nl.NLMSGHDR.pack(16 + len(body), nl.NLMSG_ERROR, flags, seq, 0) + body
 
 
 def test_error_acks_decode_errno_and_reason() -> None:
@@ -506,6 +521,6 @@ def test_error_acks_decode_errno_and_reason() -> None:
 
 
 def test_truncated_input_stops_cleanly() -> None:
-    data = c.encode(c.RTM_NEWROUTE, c.new_route(2, parse_prefix("10.0.0.0/8")))
+    data = c.encode(nl.RTM_NEWROUTE, c.new_route(2, parse_prefix("10.0.0.0/8")))
     assert c.decode(data[:-3]) == []
     assert len(c.decode(data + data[:10])) == 1

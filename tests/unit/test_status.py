@@ -16,6 +16,7 @@ from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 from cosi import Runtime, State
+from netd.controllers.netlink_status import link_record, publish, publish_all
 from netd.controllers.status import (
     AddressStatusController,
     HardwareAddrController,
@@ -24,9 +25,8 @@ from netd.controllers.status import (
     StatusModel,
     first_physical,
     network_status,
-    publish,
-    publish_all,
 )
+from netd.kernel import netlink as nl
 from netd.kernel import rtnl_codec as codec
 from netd.kernel import rtnl_events as ev
 from netd.kernel.ethtool import Ethtool
@@ -63,7 +63,7 @@ def _rta(atype: int, value: bytes) -> bytes:
 
 def route_msg(
     *,
-    mtype: int = ev.RTM_NEWROUTE,
+    mtype: int = nl.RTM_NEWROUTE,
     nl_flags: int = 0,
     family: int = socket.AF_INET,
     dst: str | None = None,
@@ -112,7 +112,7 @@ def route_msg(
 
 
 def link_msg(
-    index: int, name: str, *, mtype: int = ev.RTM_NEWLINK, up: bool = True, family: int = 0
+    index: int, name: str, *, mtype: int = nl.RTM_NEWLINK, up: bool = True, family: int = 0
 ) -> bytes:
     m = ifinfmsg()
     m["family"] = family
@@ -124,7 +124,7 @@ def link_msg(
     return bytes(m.data)
 
 
-def addr_msg(index: int, prefix: str, *, mtype: int = ev.RTM_NEWADDR) -> bytes:
+def addr_msg(index: int, prefix: str, *, mtype: int = nl.RTM_NEWADDR) -> bytes:
     iface = ipaddress.ip_interface(prefix)
     m = ifaddrmsg()
     m["family"] = socket.AF_INET if iface.version == 4 else socket.AF_INET6
@@ -211,9 +211,9 @@ def test_route_status_ids_default_ipv6_local() -> None:
 def test_split_datagram() -> None:
     one, two = route_msg(dst="10.0.0.0/8"), link_msg(3, "eth0")
     parts = ev.split(one + two)
-    assert [t for t, _ in parts] == [ev.RTM_NEWROUTE, ev.RTM_NEWLINK]
+    assert [t for t, _ in parts] == [nl.RTM_NEWROUTE, nl.RTM_NEWLINK]
     assert parts[0][1] == one
-    assert ev.decode_one(parts[1][1]).get_attr("IFLA_IFNAME") == "eth0"
+    assert link_record(parts[1][1]).ifname == "eth0"
     assert ev.split(b"\x01\x02") == []
 
 
@@ -269,7 +269,7 @@ def test_route_deltas_replace_and_rename() -> None:
     _apply(c, route_msg(dst="10.0.0.0/8", gateway="192.0.2.1", oif=2, protocol=4))
     # A replace changes the gateway: the old route is gone without an RTM_DELROUTE.
     t = _apply(
-        c, route_msg(nl_flags=ev.NLM_F_REPLACE, dst="10.0.0.0/8", gateway="192.0.2.9", oif=2, protocol=3)
+        c, route_msg(nl_flags=nl.NLM_F_REPLACE, dst="10.0.0.0/8", gateway="192.0.2.9", oif=2, protocol=3)
     )
     assert t == {"inet4/192.0.2.1/10.0.0.0/8/0", "inet4/192.0.2.9/10.0.0.0/8/0"}
     assert c.model.desired("inet4/192.0.2.1/10.0.0.0/8/0") is None
@@ -281,7 +281,7 @@ def test_route_deltas_replace_and_rename() -> None:
     moved = c.model.desired("inet4/192.0.2.9/10.0.0.0/8/0")
     assert isinstance(moved, RouteStatus) and moved.out_link_name == "wan"
     # Delete.
-    t = _apply(c, route_msg(mtype=ev.RTM_DELROUTE, dst="10.0.0.0/8", gateway="192.0.2.9", oif=2, protocol=3))
+    t = _apply(c, route_msg(mtype=nl.RTM_DELROUTE, dst="10.0.0.0/8", gateway="192.0.2.9", oif=2, protocol=3))
     assert c.model.desired("inet4/192.0.2.9/10.0.0.0/8/0") is None
     assert c._resync_families == set()
 
@@ -289,14 +289,14 @@ def test_route_deltas_replace_and_rename() -> None:
 def test_route_controller_resyncs_ipv4_on_silent_flushes() -> None:
     c = RouteStatusController()
     _apply(c, link_msg(2, "eth0", up=True))
-    _apply(c, link_msg(2, "eth0", family=7, mtype=ev.RTM_DELLINK))  # bridge port event: ignored
+    _apply(c, link_msg(2, "eth0", family=7, mtype=nl.RTM_DELLINK))  # bridge port event: ignored
     assert c._resync_families == set() and c.links == {2: "eth0"}
     _apply(c, link_msg(2, "eth0", up=False))
     assert c._resync_families == {socket.AF_INET}
     c._resync_families.clear()
-    _apply(c, addr_msg(2, "2001:db8::1/64", mtype=ev.RTM_DELADDR))
+    _apply(c, addr_msg(2, "2001:db8::1/64", mtype=nl.RTM_DELADDR))
     assert c._resync_families == set()
-    _apply(c, addr_msg(2, "192.0.2.1/24", mtype=ev.RTM_DELADDR))
+    _apply(c, addr_msg(2, "192.0.2.1/24", mtype=nl.RTM_DELADDR))
     assert c._resync_families == {socket.AF_INET}
 
 
@@ -315,8 +315,8 @@ def test_address_deltas_and_rename() -> None:
         "lan/192.0.2.5/24",
         "lan/2001:db8::5/64",
     }
-    assert _apply(c, addr_msg(2, "192.0.2.5/24", mtype=ev.RTM_DELADDR)) == {"lan/192.0.2.5/24"}
-    assert _apply(c, link_msg(2, "lan", mtype=ev.RTM_DELLINK)) == {"lan/2001:db8::5/64"}
+    assert _apply(c, addr_msg(2, "192.0.2.5/24", mtype=nl.RTM_DELADDR)) == {"lan/192.0.2.5/24"}
+    assert _apply(c, link_msg(2, "lan", mtype=nl.RTM_DELLINK)) == {"lan/2001:db8::5/64"}
     assert len(c.model) == 0
 
 

@@ -11,6 +11,7 @@ import struct
 from hypothesis import given
 from test_wireguard_uapi import device_configs, devices
 
+from netd.kernel import netlink as nl
 from netd.kernel.wireguard import genl
 from netd.kernel.wireguard.model import DeviceConfig, PeerConfig, PeerInfo, WireguardDevice
 
@@ -91,9 +92,9 @@ def test_sockaddr() -> None:
 
 
 def test_netlink_framing() -> None:
-    msg = genl.nlmsg(genl.GENL_ID_CTRL, genl.NLM_F_REQUEST, 7, genl.getfamily_request("wireguard"))
+    msg = genl.nlmsg(genl.GENL_ID_CTRL, nl.NLM_F_REQUEST, 7, genl.getfamily_request("wireguard"))
     ((mtype, flags, seq, body),) = list(genl.parse_nlmsgs(msg + msg[:0]))
-    assert (mtype, flags, seq) == (genl.GENL_ID_CTRL, genl.NLM_F_REQUEST, 7)
+    assert (mtype, flags, seq) == (genl.GENL_ID_CTRL, nl.NLM_F_REQUEST, 7)
     answer = genl.genl_header(1, 1) + genl.nla(genl.CTRL_ATTR_FAMILY_ID, genl.u16(0x1234))
     assert genl.parse_family_id(answer) == 0x1234
     assert dict(genl.parse_nlas(body[4:]))[genl.CTRL_ATTR_FAMILY_NAME] == b"wireguard\0"

@@ -31,6 +31,7 @@ both do before they read a bond.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from typing import Any
 
@@ -210,6 +211,14 @@ def decode(attrs: Mapping[str, Any]) -> BondMasterSpec:
         ad_user_port_key=num("IFLA_BOND_AD_USER_PORT_KEY"),
         peer_notify_delay=num("IFLA_BOND_PEER_NOTIF_DELAY"),
     )
+
+
+def decode_info_data(data: bytes) -> BondMasterSpec:
+    """A BondMasterSpec of a bond's raw IFLA_INFO_DATA payload (decoded by the full
+    IFLA_BOND_* table above)."""
+    msg = BondData(struct.pack("=HH", 4 + len(data), 2) + data)
+    msg.decode()
+    return decode({name: value for name, value in msg.get("attrs", [])})
 
 
 def comparable(spec: BondMasterSpec) -> BondMasterSpec:

@@ -21,6 +21,12 @@ import socket
 import struct
 from collections.abc import Iterator
 
+from netd.kernel.netlink import (
+    NLA_F_NESTED,
+    NLA_HDR,
+    NLA_TYPE_MASK,
+    NLMSGHDR,
+)
 from netd.kernel.wireguard.model import (
     KEY_LEN,
     DeviceConfig,
@@ -33,17 +39,8 @@ from netd.kernel.wireguard.model import (
 )
 from netd.netip import Prefix
 
-# netlink
-NLMSG_ERROR = 2
-NLMSG_DONE = 3
-NLM_F_REQUEST = 0x1
-NLM_F_MULTI = 0x2
-NLM_F_ACK = 0x4
-NLM_F_DUMP = 0x300
-NLA_F_NESTED = 0x8000
-NLA_TYPE_MASK = 0x3FFF
-NLMSG_HDR = struct.Struct("=IHHII")
-NLA_HDR = struct.Struct("=HH")
+# netlink (numbers from netd.kernel.netlink)
+NLMSG_HDR = NLMSGHDR
 
 # generic netlink controller
 GENL_ID_CTRL = 0x10

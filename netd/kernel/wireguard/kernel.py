@@ -16,19 +16,24 @@ import os
 import socket
 import struct
 
+from netd.kernel.netlink import (
+    NETLINK_GENERIC,
+    NETLINK_ROUTE,
+    NLM_F_ACK,
+    NLM_F_CREATE,
+    NLM_F_DUMP,
+    NLM_F_EXCL,
+    NLM_F_REQUEST,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    RTM_DELLINK,
+    RTM_NEWLINK,
+)
+from netd.kernel.rtnl_codec import IFLA_IFNAME, IFLA_INFO_KIND, IFLA_LINKINFO
 from netd.kernel.wireguard import genl
 from netd.kernel.wireguard.backend import WireguardBackend, link_exists
 from netd.kernel.wireguard.model import DeviceConfig, WireguardDevice, WireguardError
 
-NETLINK_ROUTE = 0
-NETLINK_GENERIC = 16
-RTM_NEWLINK = 16
-RTM_DELLINK = 17
-NLM_F_EXCL = 0x200
-NLM_F_CREATE = 0x400
-IFLA_IFNAME = 3
-IFLA_LINKINFO = 18
-IFLA_INFO_KIND = 1
 IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
 RECV_SIZE = 1 << 20
 TIMEOUT = 5.0
@@ -58,7 +63,7 @@ class NetlinkSocket:
         error answer."""
         self.seq += 1
         seq = self.seq
-        flags |= genl.NLM_F_REQUEST | genl.NLM_F_ACK | (genl.NLM_F_DUMP if dump else 0)
+        flags |= NLM_F_REQUEST | NLM_F_ACK | (NLM_F_DUMP if dump else 0)
         self.sock.send(genl.nlmsg(mtype, flags, seq, payload))
         loop = asyncio.get_running_loop()
         replies: list[bytes] = []
@@ -67,12 +72,12 @@ class NetlinkSocket:
             for rtype, _flags, rseq, body in genl.parse_nlmsgs(data):
                 if rseq != seq:
                     continue
-                if rtype == genl.NLMSG_ERROR:
+                if rtype == NLMSG_ERROR:
                     code = -int.from_bytes(body[:4], "little", signed=True)
                     if code:
                         raise WireguardError(f"genetlink: {os.strerror(code)}", code)
                     return replies  # the ack
-                if rtype == genl.NLMSG_DONE:
+                if rtype == NLMSG_DONE:
                     if len(body) >= 4:
                         code = -int.from_bytes(body[:4], "little", signed=True)
                         if code:
