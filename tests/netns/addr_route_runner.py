@@ -1,7 +1,7 @@
-"""Runs AddressSpecController and RouteSpecController inside a node, driven over stdin.
+"""Runs the address, route and routing rule spec controllers inside a node, driven over stdin.
 
 Usage: ``addr_route_runner.py STATE_DIR``. Each stdin line is a JSON object
-``{"addresses": [AddressSpec...], "routes": [RouteSpec...]}`` (spec keys as in
+``{"addresses": [AddressSpec...], "routes": [RouteSpec...], "rules": [RoutingRuleSpec...]}`` (spec keys as in
 YAML): the desired set. Specs not in it are torn down (and destroyed once the
 controllers released them). After the runtime settled, one JSON line is
 printed: the spec IDs with their phase and finalizers, and the Applied record.
@@ -19,11 +19,15 @@ from typing import Any
 from cosi import Phase, Runtime, State
 from netd.controllers.address_spec import AddressSpecController
 from netd.controllers.route_spec import RouteSpecController
+from netd.controllers.rule_spec import RoutingRuleSpecController
 from netd.kernel.applied import Applied
 from netd.resources import register_all
 from netd.resources.address import ADDRESS_SPEC_TYPE, AddressSpec
 from netd.resources.namespaces import NETWORK
 from netd.resources.route import ROUTE_SPEC_TYPE, RouteSpec
+from netd.resources.routing_rule import ROUTING_RULE_SPEC_TYPE, RoutingRuleSpec
+
+TYPES = (ADDRESS_SPEC_TYPE, ROUTE_SPEC_TYPE, ROUTING_RULE_SPEC_TYPE)
 
 OWNER = "test.Runner"
 
@@ -42,6 +46,7 @@ async def main(state_dir: str) -> None:
     rt = Runtime(state)
     rt.register(AddressSpecController(applied))
     rt.register(RouteSpecController(applied))
+    rt.register(RoutingRuleSpecController(applied))
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=64 << 20)  # a line may hold thousands of specs
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -58,7 +63,10 @@ async def main(state_dir: str) -> None:
         for d in cmd.get("routes", []):
             rs = RouteSpec.model_validate(d)
             want[(ROUTE_SPEC_TYPE, rs.id())] = rs
-        for type_ in (ADDRESS_SPEC_TYPE, ROUTE_SPEC_TYPE):
+        for d in cmd.get("rules", []):
+            rr = RoutingRuleSpec.model_validate(d)
+            want[(ROUTING_RULE_SPEC_TYPE, rr.id())] = rr
+        for type_ in TYPES:
             for res in state.list(NETWORK, type_):
                 if (type_, res.md.id) not in want:
                     state.teardown(NETWORK, type_, res.md.id, OWNER)
@@ -71,7 +79,7 @@ async def main(state_dir: str) -> None:
             await settle(rt)
             ready = [
                 r
-                for t in (ADDRESS_SPEC_TYPE, ROUTE_SPEC_TYPE)
+                for t in TYPES
                 for r in state.list(NETWORK, t)
                 if r.md.phase is Phase.TEARING_DOWN and not r.md.finalizers
             ]
@@ -82,10 +90,10 @@ async def main(state_dir: str) -> None:
         out = {
             "specs": {
                 r.md.id: {"phase": str(r.md.phase), "finalizers": list(r.md.finalizers)}
-                for t in (ADDRESS_SPEC_TYPE, ROUTE_SPEC_TYPE)
+                for t in TYPES
                 for r in state.list(NETWORK, t)
             },
-            "applied": {k: sorted(applied.items(k)) for k in ("address", "route")},
+            "applied": {k: sorted(applied.items(k)) for k in ("address", "route", "rule")},
             "restarts": rt.restarts,
             "reconciles": {name: ctx.reconciles for name, ctx in rt.contexts.items()},
         }

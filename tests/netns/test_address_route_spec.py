@@ -103,9 +103,15 @@ class Runner:
             start_new_session=True,
         )
 
-    def apply(self, addresses: list[dict[str, Any]], routes: list[dict[str, Any]]) -> dict[str, Any]:
+    def apply(
+        self,
+        addresses: list[dict[str, Any]],
+        routes: list[dict[str, Any]],
+        rules: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps({"addresses": addresses, "routes": routes}) + "\n")
+        cmd = {"addresses": addresses, "routes": routes, "rules": rules or []}
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         if not line:

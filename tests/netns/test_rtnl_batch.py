@@ -22,6 +22,7 @@ from harness import Lab, Node
 RUNNER = textwrap.dedent(
     """
     import asyncio, ipaddress, json, socket, sys
+    from netd.kernel import netlink as nl
     from netd.kernel import rtnl_codec as c
     from netd.kernel.rtnl_batch import Request, RtnlBatch
 
@@ -70,11 +71,11 @@ RUNNER = textwrap.dedent(
     async def add_and_dump():
         eth0 = socket.if_nametoindex("eth0")
         async with RtnlBatch() as b:
-            ra = await b.run_async([Request(c.RTM_NEWADDR, c.CREATE_EXCL, a) for a in addresses(eth0)])
-            rr = await b.run_async([Request(c.RTM_NEWROUTE, c.CREATE_EXCL, r) for r in routes(eth0)])
-            names = {lk.index: lk.ifname for lk in await b.dump_async(c.RTM_GETLINK)}
-            rs = await b.dump_async(c.RTM_GETROUTE)
-            ads = await b.dump_async(c.RTM_GETADDR)
+            ra = await b.run_async([Request(nl.RTM_NEWADDR, nl.CREATE_EXCL, a) for a in addresses(eth0)])
+            rr = await b.run_async([Request(nl.RTM_NEWROUTE, nl.CREATE_EXCL, r) for r in routes(eth0)])
+            names = {lk.index: lk.ifname for lk in await b.dump_async(nl.RTM_GETLINK)}
+            rs = await b.dump_async(nl.RTM_GETROUTE)
+            ads = await b.dump_async(nl.RTM_GETADDR)
         return {"addr_errors": ra.errors, "route_errors": rr.errors,
                 "routes": [route_json(r, names) for r in rs], "addresses": [addr_json(a, names) for a in ads]}
 
@@ -82,16 +83,16 @@ RUNNER = textwrap.dedent(
         eth0 = socket.if_nametoindex("eth0")
         ok1 = c.new_route(2, P("10.9.0.0/16"), gateway=A("192.0.2.1"), oif=eth0, protocol=4)
         batch = [
-            Request(c.RTM_NEWROUTE, c.CREATE_EXCL, ok1),
-            Request(c.RTM_NEWROUTE, c.CREATE_EXCL, ok1),  # EEXIST
-            Request(c.RTM_NEWROUTE, c.CREATE_EXCL,
+            Request(nl.RTM_NEWROUTE, nl.CREATE_EXCL, ok1),
+            Request(nl.RTM_NEWROUTE, nl.CREATE_EXCL, ok1),  # EEXIST
+            Request(nl.RTM_NEWROUTE, nl.CREATE_EXCL,
                     c.new_route(2, P("10.8.0.0/16"), oif=9999, scope=253)),  # ENODEV
-            Request(c.RTM_NEWROUTE, c.CREATE_EXCL, c.new_route(2, P("10.7.0.0/16"), oif=eth0, scope=253)),
-            Request(c.RTM_NEWROUTE, c.CREATE_EXCL,
+            Request(nl.RTM_NEWROUTE, nl.CREATE_EXCL, c.new_route(2, P("10.7.0.0/16"), oif=eth0, scope=253)),
+            Request(nl.RTM_NEWROUTE, nl.CREATE_EXCL,
                     c.new_route(2, P("10.6.0.0/16"), gateway=A("203.0.113.1"), oif=eth0)),  # ENETUNREACH
-            Request(c.RTM_DELADDR, c.DELETE, c.del_address(eth0, P("192.0.2.99/24"))),  # EADDRNOTAVAIL
-            Request(c.RTM_NEWADDR, c.CREATE_EXCL, c.new_address(eth0, P("192.0.2.20/24"), 0, 0x80)),
-            Request(c.RTM_DELROUTE, c.DELETE,
+            Request(nl.RTM_DELADDR, nl.DELETE, c.del_address(eth0, P("192.0.2.99/24"))),  # EADDRNOTAVAIL
+            Request(nl.RTM_NEWADDR, nl.CREATE_EXCL, c.new_address(eth0, P("192.0.2.20/24"), 0, 0x80)),
+            Request(nl.RTM_DELROUTE, nl.DELETE,
                     c.del_route(c.new_route(2, P("10.5.0.0/16"), oif=eth0))),  # ESRCH
         ]
         with RtnlBatch(ack_all=ack_all) as b:
@@ -104,7 +105,7 @@ RUNNER = textwrap.dedent(
         # A small receive buffer: chunks shrink to fit; forced big chunks lose answers (ENOBUFS).
         from netd.kernel.rtnl_batch import open_socket
         eth0 = socket.if_nametoindex("eth0")
-        reqs = [Request(c.RTM_NEWROUTE, c.CREATE_EXCL,
+        reqs = [Request(nl.RTM_NEWROUTE, nl.CREATE_EXCL,
                         c.new_route(2, P(f"10.{i >> 8}.{i & 255}.0/24"), oif=eth0, scope=253, table=77))
                 for i in range(3000)]
         out = {}

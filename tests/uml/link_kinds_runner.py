@@ -35,12 +35,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pyroute2 import AsyncIPRoute
-
 from cosi import Phase, Runtime, State
 from netd.controllers.address_spec import AddressSpecController
 from netd.controllers.link_spec import LinkSpecController
 from netd.kernel.applied import Applied
+from netd.kernel.netlink import AF_BRIDGE, RTM_GETLINK
+from netd.kernel.rtnl_batch import RtnlBatch
 from netd.kernel.rtnl_decode import link_status
 from netd.resources import register_all
 from netd.resources.address import ADDRESS_SPEC_TYPE, AddressSpec
@@ -115,9 +115,11 @@ async def apply(state: State, rt: Runtime, phase: dict[str, Any], started: bool)
 
 async def bond_status() -> dict[str, Any]:
     out: dict[str, Any] = {}
-    async with AsyncIPRoute() as ipr:
-        async for msg in await ipr.link("dump"):
-            name, status = link_status(msg, with_sysfs=False)
+    with RtnlBatch() as batch:
+        recs = await batch.dump_async(RTM_GETLINK)
+    for rec in recs:
+        if rec.family != AF_BRIDGE:
+            name, status = link_status(rec, with_sysfs=False)
             if status.kind == "bond":
                 out[name] = status.bond_master.model_dump(mode="json", by_alias=True)
     return out
