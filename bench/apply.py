@@ -6,6 +6,9 @@ failure and Ctrl-C) with a veth pair, then for each case
 * **ours**: re-executes itself inside the namespace (``--inner``), builds the
   RouteSpecs/AddressSpecs (not timed) and times spec → message encoding, the
   batched sends and the last ack (:mod:`netd.kernel.rtnl_batch`);
+  (``rule controller``: the time from the RoutingRuleSpecController's start until
+  its first pass has put 1,000 merged specs in the kernel, finalizers and Applied
+  records included: the product path);
 * **ip -batch**: ``ip -n <ns> -batch FILE`` adding the same objects
   (process start included, as a user would run it);
 
@@ -128,6 +131,74 @@ def inner_addresses(n: int) -> dict[str, Any]:
     return {"seconds": t1 - t0, "errors": len(res.failed())}
 
 
+def rule_src(i: int) -> str:
+    return f"10.{100 + i // 256}.{i % 256}.0/24"
+
+
+async def _rules_through_controller(n: int) -> float:
+    """Time from the rule spec controller's start until its first pass put ``n`` rules
+    in the kernel (specs already merged, as in machined's second start phase)."""
+    from cosi import Runtime, State
+    from netd.controllers.rule_spec import RoutingRuleSpecController
+    from netd.kernel.applied import Applied
+    from netd.kernel.netlink import RTM_GETRULE
+    from netd.kernel.rtnl_batch import RtnlBatch
+    from netd.netip import parse_prefix
+    from netd.resources import register_all
+    from netd.resources.enums import ConfigLayer, Family, RoutingTable
+    from netd.resources.namespaces import NETWORK
+    from netd.resources.routing_rule import ROUTING_RULE_SPEC_TYPE, RoutingRuleSpec
+
+    state = State()
+    register_all(state)
+    for i in range(n):
+        spec = RoutingRuleSpec(
+            family=Family.INET4,
+            src=parse_prefix(rule_src(i)),
+            table=RoutingTable(ROUTE_TABLE),
+            priority=1000 + i,
+            layer=ConfigLayer.CONFIGURATION,
+        )
+        state.put(NETWORK, ROUTING_RULE_SPEC_TYPE, spec.id(), spec, "bench")
+    with tempfile.TemporaryDirectory() as tmp:
+        rt = Runtime(state)
+        rt.register(RoutingRuleSpecController(Applied.in_dir(tmp)))
+        t0 = time.perf_counter()
+        rt.start()
+        await rt.settle(timeout=60)
+        t1 = time.perf_counter()
+        await rt.stop()
+    with RtnlBatch() as b:
+        got = sum(1 for r in b.dump(RTM_GETRULE) if 1000 <= (r.priority or 0) < 1000 + n)
+    if got != n:
+        raise RuntimeError(f"rule controller: {got} of {n} rules in the kernel")
+    return t1 - t0
+
+
+def inner_rules(n: int) -> dict[str, Any]:
+    """As for routes: spec → message (the rule controller's ``desired_rule``) and the batch."""
+    from netd.controllers.rule_spec import desired_rule
+    from netd.kernel.rtnl import add_rule
+    from netd.kernel.rtnl_batch import RtnlBatch
+    from netd.netip import parse_prefix
+    from netd.resources.enums import RoutingTable
+    from netd.resources.routing_rule import RoutingRuleSpec
+
+    specs = [
+        RoutingRuleSpec(src=parse_prefix(rule_src(i)), table=RoutingTable(ROUTE_TABLE), priority=1000 + i)
+        for i in range(n)
+    ]
+    with RtnlBatch() as b:
+        t0 = time.perf_counter()
+        res = b.run([add_rule(desired_rule(s)) for s in specs])
+        t1 = time.perf_counter()
+    return {"seconds": t1 - t0, "errors": len(res.failed())}
+
+
+def inner_rule_controller(n: int) -> dict[str, Any]:
+    return {"seconds": asyncio.run(_rules_through_controller(n)), "errors": 0}
+
+
 async def _cold_ours() -> tuple[float, float, int]:
     from cosi import State
     from netd.kernel import rtnl_codec as c
@@ -245,7 +316,14 @@ def inner_in_sync(n: int) -> dict[str, Any]:
     return {"wall": wall, "cpu": cpu, "writes": writes}
 
 
-INNER = {"routes": inner_routes, "addresses": inner_addresses, "cold": inner_cold, "in_sync": inner_in_sync}
+INNER = {
+    "routes": inner_routes,
+    "addresses": inner_addresses,
+    "rules": inner_rules,
+    "rule_controller": inner_rule_controller,
+    "cold": inner_cold,
+    "in_sync": inner_in_sync,
+}
 
 
 # ---- outside: namespace, ip -batch, the table --------------------------------------------------
@@ -311,9 +389,18 @@ class Namespace:
         links = json.loads(self.ip("-j", "addr", "show", "dev", ADDR_LINK).stdout)
         return sum(1 for lk in links for a in lk["addr_info"] if a["family"] == "inet")
 
+    def count_rules(self) -> int:
+        rules = json.loads(self.ip("-j", "-4", "rule", "show").stdout)
+        return sum(1 for r in rules if 1000 <= r["priority"] < 32766)
+
     def flush(self) -> None:
         self.ip("route", "flush", "table", str(ROUTE_TABLE), check=False)  # fails when empty
         self.ip("-4", "addr", "flush", "dev", ADDR_LINK)
+        # Only the bench's rules: `ip rule flush` would also take the kernel's main/default rules.
+        prios = [r["priority"] for r in json.loads(self.ip("-j", "-4", "rule", "show").stdout)]
+        ours = [f"rule del priority {p}" for p in prios if 1000 <= p < 32766]
+        if ours:
+            self.ip_batch(ours)
 
 
 def run_case(ns: Namespace, what: str, n: int, reps: int) -> tuple[float, float]:
@@ -321,6 +408,9 @@ def run_case(ns: Namespace, what: str, n: int, reps: int) -> tuple[float, float]
         how = f"via {GATEWAY} dev {ROUTE_LINK} proto static metric 1024 table {ROUTE_TABLE}"
         lines = [f"route add {route_dst(i)} {how}" for i in range(n)]
         count = ns.count_routes
+    elif what in ("rules", "rule_controller"):
+        lines = [f"rule add priority {1000 + i} from {rule_src(i)} lookup {ROUTE_TABLE}" for i in range(n)]
+        count = ns.count_rules
     else:
         lines = [f"addr add {addr_ip(i)} dev {ADDR_LINK}" for i in range(n)]
         count = ns.count_addresses
@@ -582,9 +672,10 @@ def outer(reps: int, cold_n: int, settle_timeout: float, observe: float, cases: 
     signal.signal(signal.SIGHUP, on_signal)
     rows: list[tuple[str, int, float, float]] = []
     with Namespace() as ns:
-        for what, n in (("routes", 1_000), ("routes", 10_000), ("addresses", 1_000)):
+        cases = (("routes", 1_000), ("routes", 10_000), ("addresses", 1_000), ("rules", 1_000))
+        for what, n in (*cases, ("rule_controller", 1_000)):
             ours, theirs = run_case(ns, what, n, reps)
-            rows.append((f"add {what}", n, ours, theirs))
+            rows.append((f"add {what.replace('_', ' ')}", n, ours, theirs))
         cold = ns.inner("cold", cold_n)
         ns.flush()
         in_sync = ns.inner("in_sync", cold_n)
@@ -630,6 +721,9 @@ def outer(reps: int, cold_n: int, settle_timeout: float, observe: float, cases: 
         print(f"{what:<58} {value:>9}   {goal}")
     ratio = next(ours / theirs for what, n, ours, theirs in rows if what == "add routes" and n == 10_000)
     print(f"goal <= 2x ip -batch at N=10,000 routes: {'met' if ratio <= 2 else 'NOT met'}")
+    rules = next(ours / theirs for what, n, ours, theirs in rows if what == "add rules")
+    met = "met" if rules <= 2 else "NOT met"
+    print(f"goal <= 2x ip -batch at N=1,000 rules: {met}")
     print(f"ratio_vs_ip_batch={ratio:.2f}")
     return 0
 

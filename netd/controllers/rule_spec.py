@@ -40,12 +40,18 @@ FULL_MASK = 0xFFFFFFFF
 
 #: (family, priority).
 RuleKey = tuple[int, int]
-#: Everything compared of a rule (see the module docstring), JSON-friendly for the record.
+#: Everything compared of a rule (see the module docstring); addresses as integers. The
+#: Applied record keeps it (JSON) beside the rule's ``ip rule`` text.
 RuleIdent = tuple[Any, ...]
 
 
 def rule_key(r: RuleRecord) -> RuleKey:
     return (r.family, r.priority or 0)
+
+
+def _ip(a: object, plen: int) -> int | None:
+    # ints, not text: formatting an address costs more than the rest of the ident
+    return int(a) if a is not None and plen and not isinstance(a, bytes) else None  # type: ignore[call-overload]
 
 
 def rule_ident(r: RuleRecord) -> RuleIdent:
@@ -55,8 +61,10 @@ def rule_ident(r: RuleRecord) -> RuleIdent:
     return (
         r.family,
         r.priority or 0,
-        f"{r.src}/{r.src_len}" if r.src is not None and r.src_len else "",
-        f"{r.dst}/{r.dst_len}" if r.dst is not None and r.dst_len else "",
+        _ip(r.src, r.src_len),
+        r.src_len,
+        _ip(r.dst, r.dst_len),
+        r.dst_len,
         r.full_table if unicast else 0,
         r.action,
         r.iifname or "",
@@ -103,10 +111,13 @@ class RulePlan:
     blocked: RuleRecord | None = None
 
 
-def plan_rule(want: RuleRecord, kernel: Iterable[RuleRecord], ours: RuleIdent | None) -> RulePlan:
-    """``kernel``: the rules at the spec's key; ``ours``: the ident we recorded for it."""
+def plan_rule(
+    want: RuleRecord, kernel: Iterable[RuleRecord], ours: RuleIdent | None, ident: RuleIdent | None = None
+) -> RulePlan:
+    """``kernel``: the rules at the spec's key; ``ours``: the ident we recorded for it;
+    ``ident``: the desired rule's (computed when not given)."""
     at_key = list(kernel)
-    ident = rule_ident(want)
+    ident = ident if ident is not None else rule_ident(want)
     if any(rule_ident(k) == ident for k in at_key):
         return RulePlan()
     mine = tuple(k for k in at_key if ours is not None and rule_ident(k) == ours)
@@ -132,6 +143,17 @@ class RoutingRuleSpecController(KernelSpecController[RoutingRuleSpec, dict[RuleK
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._blocked: dict[str, RuleIdent] = {}  # spec ID → the foreign rule reported
+        # spec ID → (spec, desired rule, its ident): a spec is converted once, not per pass
+        self._wants: dict[str, tuple[RoutingRuleSpec, RuleRecord, RuleIdent]] = {}
+
+    def _want(self, item: SpecItem[RoutingRuleSpec]) -> tuple[RuleRecord, RuleIdent]:
+        cached = self._wants.get(item.id)
+        if cached is not None and (cached[0] is item.spec or cached[0] == item.spec):
+            return cached[1], cached[2]
+        want = desired_rule(item.spec)
+        ident = rule_ident(want)
+        self._wants[item.id] = (item.spec, want, ident)
+        return want, ident
 
     def order(self, items: list[SpecItem[RoutingRuleSpec]]) -> list[SpecItem[RoutingRuleSpec]]:
         return sorted(items, key=lambda s: (s.spec.priority, s.id))
@@ -176,9 +198,11 @@ class RoutingRuleSpecController(KernelSpecController[RoutingRuleSpec, dict[RuleK
         batch: Batch,
         recorded: dict[str, Any] | None,
     ) -> Owner[RoutingRuleSpec] | str | None:
-        want = desired_rule(item.spec)
-        bucket = [k for k in obs.get(rule_key(want), []) if id(k) not in batch.doomed]
-        p = plan_rule(want, bucket, _recorded_ident(recorded))
+        want, ident = self._want(item)
+        bucket = obs.get(rule_key(want), [])
+        if batch.doomed and bucket:
+            bucket = [k for k in bucket if id(k) not in batch.doomed]
+        p = plan_rule(want, bucket, _recorded_ident(recorded), ident)
         if p.blocked is not None:
             ident = rule_ident(p.blocked)
             if self._blocked.get(item.id) != ident:
@@ -204,7 +228,8 @@ class RoutingRuleSpecController(KernelSpecController[RoutingRuleSpec, dict[RuleK
     ) -> dict[str, Any] | None:
         want: RuleRecord = owner.data
         self.note(ctx, "%s: rule %s added", owner.key, describe_rule(want))
-        return {"ident": list(rule_ident(want))}
+        return {"rule": describe_rule(want), "ident": list(rule_ident(want))}
 
     def forget(self, spec_id: str) -> None:
         self._blocked.pop(spec_id, None)
+        self._wants.pop(spec_id, None)
