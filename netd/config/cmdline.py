@@ -7,6 +7,7 @@ partial result that the operator configuration still honours (§B.8).
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -22,12 +23,10 @@ from netd.config.models import (
     BOND_PRIMARY_RESELECT,
     BOND_XMIT_HASH_POLICIES,
 )
+from netd.config.names import vlan_link_name
 from netd.netip import Addr, Prefix, format_addr, parse_addr
-from netd.resources.enums import FailOverMAC
-from netd.resources.ids import vlan_link_name
-from netd.resources.link import BondMasterSpec
 
-# Name-valued bond options (config.md §B.5): cmdline key → (BondMasterSpec field, names, error wording).
+# Name-valued bond options (config.md §B.5): cmdline key → (CmdlineBond field, names, error wording).
 _NAME_OPTIONS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "mode": ("mode", BOND_MODES, "invalid bond type"),
     "xmit_hash_policy": ("xmit_hash_policy", BOND_XMIT_HASH_POLICIES, "invalid xmit hash policy"),
@@ -68,6 +67,28 @@ class HostLink:
     index: int = 0
 
 
+@dataclass(frozen=True)
+class CmdlineBond:
+    """A ``bond=`` master's options as the command line gives them (config.md §B.5).
+
+    Plain data (the config package knows no resource specs): option names as
+    text, the first allowed name when not given; ``numbers`` maps BondMasterSpec
+    field names to values. The link config controller builds the spec, with
+    the build-time defaults applied.
+    """
+
+    mode: str = BOND_MODES[0]
+    xmit_hash_policy: str = BOND_XMIT_HASH_POLICIES[0]
+    lacp_rate: str = BOND_LACP_RATES[0]
+    arp_validate: str = BOND_ARP_VALIDATE[0]
+    arp_all_targets: str = BOND_ARP_ALL_TARGETS[0]
+    primary: int = 0  # ifindex of the primary slave at parse time
+    primary_reselect: str = BOND_PRIMARY_RESELECT[0]
+    fail_over_mac: str = BOND_FAIL_OVER_MAC[0]
+    ad_select: str = BOND_AD_SELECT[0]
+    numbers: dict[str, int] = field(default_factory=dict)
+
+
 @dataclass
 class CmdlineLink:
     name: str
@@ -79,7 +100,7 @@ class CmdlineLink:
     parent: str = ""
     vlan_id: int = 0
     vlan_protocol: str = ""
-    bond: BondMasterSpec | None = None  # with the build-time defaults applied
+    bond: CmdlineBond | None = None
     master: str = ""
     slave_index: int = 0
 
@@ -261,8 +282,9 @@ def _parse_bond(value: str, links: list[HostLink]) -> list[CmdlineLink]:
     members = [m for m in fields[1].split(",") if m] if len(fields) > 1 and fields[1] else []
     if not members:
         members = list(DEFAULT_BOND_MEMBERS)
-    # Name values go to the spec as names (its enums parse them); "" means the zero value.
-    bond: dict[str, Any] = {}
+    names: dict[str, Any] = {}  # CmdlineBond field → option name
+    numbers: dict[str, int] = {}
+    primary = 0
     if len(fields) > 2 and fields[2]:
         for item in fields[2].split(","):
             key, eq, rest = item.partition("=")
@@ -280,12 +302,12 @@ def _parse_bond(value: str, links: list[HostLink]) -> list[CmdlineLink]:
                 attr, allowed, wording = _NAME_OPTIONS[key]
                 if val not in allowed and val != "":
                     raise CmdlineError(f"error setting bond master: {wording} {val}")
-                bond[attr] = FailOverMAC.from_name(val) if attr == "fail_over_mac" else (val or allowed[0])
+                names[attr] = val or allowed[0]
             elif key == "primary":
                 idx = next((link.index for link in links if link.name == val), None)
                 if idx is None:
                     raise CmdlineError(f"error setting bond master: link {val!r} not found")
-                bond["primary"] = idx
+                primary = idx
             elif key == "arp_ip_target":
                 continue
             else:
@@ -293,14 +315,14 @@ def _parse_bond(value: str, links: list[HostLink]) -> list[CmdlineLink]:
                     raise CmdlineError(f"error parsing bond option {key}: invalid syntax {val!r}")
                 number = int(val)
                 if key != "use_carrier":  # any value leaves it true: only 1 sets it, to its default
-                    bond[_INT_OPTIONS[key]] = number
+                    numbers[_INT_OPTIONS[key]] = number
     mtu = 0
     if len(fields) > 3 and fields[3]:
         if not _DECIMAL.fullmatch(fields[3]):
             raise CmdlineError(f"error parsing bond MTU: invalid syntax {fields[3]!r}")
         mtu = int(fields[3])
-    spec = BondMasterSpec(use_carrier=True, **bond).with_defaults()
-    master = CmdlineLink(name=name, logical=True, kind="bond", type="ether", mtu=mtu, bond=spec)
+    bond = dataclasses.replace(CmdlineBond(primary=primary, numbers=numbers), **names)
+    master = CmdlineLink(name=name, logical=True, kind="bond", type="ether", mtu=mtu, bond=bond)
     slaves = [CmdlineLink(name=m, master=name, slave_index=i) for i, m in enumerate(members)]
     return [master, *slaves]
 

@@ -86,8 +86,5 @@ class DeviceConfigController(Controller):
         ctx.reconcile_owned(
             NETWORK,
             DEVICE_CONFIG_SPEC_TYPE,
-            {
-                id_: DeviceConfigSpec(device=d.model_dump(mode="json", by_alias=True, exclude_none=True))
-                for id_, d in expanded.items()
-            },
+            {id_: DeviceConfigSpec(device=d) for id_, d in expanded.items()},
         )

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pydantic import BaseModel
 
 from cosi import Context
-from netd.config.cmdline import CmdlineNetworking
+from netd.config.cmdline import CmdlineBond, CmdlineNetworking
 from netd.config.models import Bond, Device
 from netd.config.validate import parse_go_duration
 from netd.netip import parse_prefix
@@ -119,6 +119,23 @@ def config_bond(b: Bond, index_of: dict[str, int]) -> BondMasterSpec:
     )
 
 
+def cmdline_bond(b: CmdlineBond) -> BondMasterSpec:
+    """The bond of a ``bond=`` argument; ``use_carrier`` is always on (config.md §B.5)."""
+    return bond_master(
+        b.mode,
+        b.xmit_hash_policy,
+        b.lacp_rate,
+        b.arp_validate,
+        b.arp_all_targets,
+        b.primary,
+        b.primary_reselect,
+        b.fail_over_mac,
+        b.ad_select,
+        use_carrier=True,
+        **b.numbers,
+    )
+
+
 def cmdline_links(net: CmdlineNetworking, ignored: set[str]) -> list[LinkSpec]:
     out = []
     for c in net.links:
@@ -141,7 +158,7 @@ def cmdline_links(net: CmdlineNetworking, ignored: set[str]) -> list[LinkSpec]:
         if c.vlan_id:
             upd["vlan"] = VLANSpec(vlan_id=c.vlan_id, vlan_protocol=VLANProtocol.from_name(c.vlan_protocol))
         if c.bond is not None:
-            upd["bond_master"] = c.bond
+            upd["bond_master"] = cmdline_bond(c.bond)
         out.append(spec.model_copy(update=upd))
     return out
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from netd.config.cmdline import CmdlineNetworking, HostLink, parse_cmdline
+from netd.controllers.link import cmdline_bond
 from netd.netip import format_addr, format_prefix
 from netd.resources.enums import FailOverMAC
 
@@ -76,7 +77,8 @@ def as_expect(net: CmdlineNetworking) -> dict[str, Any]:
         if link.vlan_id:
             d["vlan"] = {"id": link.vlan_id, "protocol": link.vlan_protocol}
         if link.bond is not None:
-            d["bond"] = {k: bond_value(getattr(link.bond, attr)) for k, attr in BOND_KEYS.items()}
+            bond = cmdline_bond(link.bond)  # the spec the link config controller builds
+            d["bond"] = {k: bond_value(getattr(bond, attr)) for k, attr in BOND_KEYS.items()}
         if link.master:
             d["bond_slave"] = {"master": link.master, "index": link.slave_index}
         links.append(d)
@@ -160,7 +162,7 @@ def test_arbitrary_text_never_raises(cmdline: str) -> None:
 
 
 def test_vlan_naming_rule() -> None:
-    from netd.resources.ids import vlan_link_name
+    from netd.config.names import vlan_link_name
 
     assert vlan_link_name("eth0", 100) == "eth0.100"
     assert vlan_link_name("enp0s3", 4094) == "enp0s3.4094"

@@ -445,3 +445,17 @@ def test_redefined_anchor_is_fine_and_quiet(recwarn: pytest.WarningsRecorder) ->
     (doc,) = load_documents("a: &x 1\nb: &x 2\nc: *x\n")
     assert doc.data == {"a": 1, "b": 2, "c": 2}
     assert len(recwarn) == 0
+
+
+def test_config_is_the_lower_layer() -> None:
+    """netd.config imports nothing from netd.resources / netd.controllers (issue 10 item 3)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, netd.config, netd.config.cmdline, netd.config.names\n"
+        "bad = [m for m in sys.modules if m.startswith(('netd.resources', 'netd.controllers', 'cosi'))]\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -80,6 +80,7 @@ from netd.resources.enums import (
 )
 from netd.resources.hostname import parse_fqdn
 from netd.resources.operator import DHCP4OperatorSpec, DHCP6OperatorSpec, VIPOperatorSpec
+from netd.resources.routing_rule import RoutingRuleSpec, RoutingRuleStatus
 
 WG_PEER = {
     "publicKey": "peerPublicKey=",
@@ -318,6 +319,39 @@ CASES: list[tuple[type[Spec], dict[str, Any], dict[str, Any]]] = [
         },
     ),
     (
+        RoutingRuleSpec,
+        {
+            "family": "inet4",
+            "src": "10.1.0.0/24",
+            "dst": "192.168.0.0/16",
+            "table": "RoutingTable(100)",
+            "priority": 1000,
+            "action": "unicast",
+            "iifName": "eth0",
+            "oifName": "eth1",
+            "fwMark": 256,
+            "fwMask": 65280,
+            "layer": "configuration",
+        },
+        {"family": "inet4", "table": "unspec", "priority": 0, "action": "unicast", "layer": "default"},
+    ),
+    (
+        RoutingRuleStatus,
+        {
+            "family": "inet4",
+            "src": "10.1.0.0/24",
+            "dst": "192.168.0.0/16",
+            "table": "RoutingTable(100)",
+            "priority": 1000,
+            "action": "unicast",
+            "iifName": "eth0",
+            "oifName": "eth1",
+            "fwMark": 256,
+            "fwMask": 65280,
+        },
+        {"family": "inet4", "table": "unspec", "priority": 0, "action": "unicast"},
+    ),
+    (
         HostnameSpec,
         {"hostname": "talos-1", "domainname": "example.com", "layer": "platform"},
         {"hostname": "", "domainname": "", "layer": "default"},
@@ -369,9 +403,35 @@ CASES: list[tuple[type[Spec], dict[str, Any], dict[str, Any]]] = [
         {"addressReady": False, "connectivityReady": False, "hostnameReady": False, "etcFilesReady": False},
     ),
     (
-        DeviceConfigSpec,
-        {"device": {"interface": "eth0", "addresses": ["10.0.0.2/24"], "dhcp": False, "mtu": 1500}},
-        {"device": {}},
+        DeviceConfigSpec,  # the typed device, dumped with every key but unset sections
+        {
+            "device": {
+                "interface": "eth0",
+                "addresses": ["10.0.0.2/24"],
+                "cidr": "",
+                "routes": [
+                    {"network": "0.0.0.0/0", "gateway": "10.0.0.1", "source": "", "metric": 1024, "mtu": 0}
+                ],
+                "vlans": [],
+                "mtu": 1500,
+                "dhcp": False,
+                "ignore": False,
+                "dummy": False,
+            }
+        },
+        {
+            "device": {
+                "interface": "",
+                "addresses": [],
+                "cidr": "",
+                "routes": [],
+                "vlans": [],
+                "mtu": 0,
+                "dhcp": False,
+                "ignore": False,
+                "dummy": False,
+            }
+        },
     ),
     (
         HardwareAddr,
@@ -842,6 +902,32 @@ TYPES = {
             ("METRIC", "{.priority}"),
         ),
     ),
+    "RoutingRuleSpecs.net.talos.dev": (
+        "RoutingRuleSpec",
+        NETWORK,
+        ("routingrulespec", "routingrulespecs", "rulespec", "rulespecs"),
+        False,
+        (
+            ("PRIORITY", "{.priority}"),
+            ("SRC", "{.src}"),
+            ("DST", "{.dst}"),
+            ("TABLE", "{.table}"),
+            ("ACTION", "{.action}"),
+        ),
+    ),
+    "RoutingRuleStatuses.net.talos.dev": (
+        "RoutingRuleStatus",
+        NETWORK,
+        ("routingrule", "routingrules", "routingrulestatus", "routingrulestatuses", "rule", "rules"),
+        False,
+        (
+            ("PRIORITY", "{.priority}"),
+            ("SRC", "{.src}"),
+            ("DST", "{.dst}"),
+            ("TABLE", "{.table}"),
+            ("ACTION", "{.action}"),
+        ),
+    ),
     "HostnameSpecs.net.talos.dev": ("HostnameSpec", NETWORK, (), False, ()),
     "HostnameStatuses.net.talos.dev": (
         "HostnameStatus",
@@ -939,6 +1025,10 @@ def state() -> State:
         ("addressspecs", "AddressSpecs.net.talos.dev"),
         ("links", "LinkStatuses.net.talos.dev"),
         ("routes", "RouteStatuses.net.talos.dev"),
+        ("routingrules", "RoutingRuleStatuses.net.talos.dev"),
+        ("rules", "RoutingRuleStatuses.net.talos.dev"),
+        ("routingrulespecs", "RoutingRuleSpecs.net.talos.dev"),
+        ("rulespecs", "RoutingRuleSpecs.net.talos.dev"),
         ("netstatus", "NetworkStatuses.net.talos.dev"),
         ("networkstatus", "NetworkStatuses.net.talos.dev"),
         ("chains", "NfTablesChains.net.talos.dev"),
