@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from urllib.parse import unquote
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def parse_peer(peer: str) -> Address | None:
-    """gRPC peer strings: `ipv4:1.2.3.4:5`, `ipv6:[::1]:5` (anything else, e.g. unix: → None)."""
-    kind, _, rest = peer.partition(":")
+    """gRPC peer strings: `ipv4:1.2.3.4:5`, `ipv6:[::1]:5` (recent gRPC percent-encodes the
+    brackets: `ipv6:%5B::1%5D:5`); anything else, e.g. unix:, gives None."""
+    kind, _, rest = unquote(peer).partition(":")
     try:
         if kind == "ipv4":
             return ipaddress.IPv4Address(rest.rpartition(":")[0])
