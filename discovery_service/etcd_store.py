@@ -325,7 +325,11 @@ class EtcdStore:
     ) -> None:
         base = self._aff_prefix(cluster_id, affiliate_id)
         for _ in range(MAX_CONFLICT_RETRIES):
+            # Everything read from the cache is taken before the first await: the watch mutates
+            # entries in place, and the txn must compare against exactly what we merged from.
             entry = self._cluster_entries(cluster_id).get(affiliate_id) or _Entry()
+            a_mod = entry.a_mod
+            seqs = {k: e.seq for k, e in entry.endpoints.items()}
             old = entry.record(affiliate_id)
             if old is None and self._live_count(cluster_id) >= self.limits.max_affiliates:
                 raise LimitExceeded(f"cluster already has {self.limits.max_affiliates} affiliates")
@@ -333,26 +337,8 @@ class EtcdStore:
                 old, affiliate_id, data, endpoints, self._clock() + ttl, self.limits.max_endpoints
             )
             try:
-                ops = [Op.put(base + b"a", self._a_value(new), await self._lease_for(new.expiration))]
-                have = {e.blob: e for e in (old.endpoints if old else [])}
-                seq = max((e.seq for e in entry.endpoints.values()), default=-1) + 1
-                wanted: set[str] = set()
-                for ep in new.endpoints:
-                    suffix = endpoint_key_suffix(ep.blob)
-                    wanted.add(suffix)
-                    prev = have.get(ep.blob)
-                    if prev is not None and prev.expiration == ep.expiration:
-                        continue  # untouched
-                    s = entry.endpoints[suffix].seq if prev is not None else seq
-                    if prev is None:
-                        seq += 1
-                    value = json.dumps({"b": _b64(ep.blob), "x": ep.expiration, "s": s}).encode()
-                    ops.append(
-                        Op.put(base + b"e/" + suffix.encode(), value, await self._lease_for(ep.expiration))
-                    )
-                if old is None:  # orphans of an earlier incarnation must not reappear in the new one
-                    ops += [Op.delete(base + b"e/" + s.encode()) for s in entry.endpoints if s not in wanted]
-                res = await self.client.txn([Compare.mod_revision_is(base + b"a", entry.a_mod)], ops)
+                ops = await self._update_ops(base, old, new, seqs)
+                res = await self.client.txn([Compare.mod_revision_is(base + b"a", a_mod)], ops)
             except EtcdError as e:
                 if "lease not found" in str(e):
                     self._forget_leases()
@@ -361,8 +347,32 @@ class EtcdStore:
             if res.succeeded:
                 await self._caught_up(res.revision)
                 return
-            await self._await_change(cluster_id, affiliate_id, entry.a_mod)
+            await self._await_change(cluster_id, affiliate_id, a_mod)
         raise Unavailable(f"affiliate {affiliate_id!r}: too many concurrent updates, try again")
+
+    async def _update_ops(
+        self, base: bytes, old: AffiliateRecord | None, new: AffiliateRecord, seqs: dict[str, int]
+    ) -> list[Op]:
+        """Puts for the `a` key and for every endpoint that is new or got a later expiration."""
+        ops = [Op.put(base + b"a", self._a_value(new), await self._lease_for(new.expiration))]
+        have = {e.blob: e for e in (old.endpoints if old else [])}
+        seq = max(seqs.values(), default=-1) + 1
+        wanted: set[str] = set()
+        for ep in new.endpoints:
+            suffix = endpoint_key_suffix(ep.blob)
+            wanted.add(suffix)
+            prev = have.get(ep.blob)
+            if prev is not None and prev.expiration == ep.expiration:
+                continue  # untouched
+            if prev is not None:
+                s = seqs[suffix]
+            else:
+                s, seq = seq, seq + 1
+            value = json.dumps({"b": _b64(ep.blob), "x": ep.expiration, "s": s}).encode()
+            ops.append(Op.put(base + b"e/" + suffix.encode(), value, await self._lease_for(ep.expiration)))
+        if old is None:  # orphans of an earlier incarnation must not reappear in the new one
+            ops += [Op.delete(base + b"e/" + s.encode()) for s in seqs if s not in wanted]
+        return ops
 
     async def _await_change(self, cid: str, aid: str, a_mod: int) -> None:
         """After a lost compare: wait until the winning write reached our cache."""
