@@ -266,6 +266,8 @@ class DiscoveryClient:
                         continue
                     self._start_watch()
                 if refresh_needed:
+                    # The refresh sends the state as of now, which covers any pending local update.
+                    self._local_update.clear()
                     if await self._refresh():
                         refresh_needed = False
                         backoff.reset()
