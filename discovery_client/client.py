@@ -82,6 +82,11 @@ class ClientTimers:
                 values[f.name] = float(tunables[key])
         return cls(**values)
 
+    @classmethod
+    def tunable_keys(cls) -> tuple[str, ...]:
+        """The ``NETD_TUNABLES`` keys ``from_tunables`` reads, for the daemon's unknown-key check."""
+        return tuple("DISCOVERY_" + f.name.upper() for f in fields(cls))
+
     @property
     def effective_refresh_interval(self) -> float:
         return self.refresh_interval if self.refresh_interval is not None else self.ttl / 2
@@ -305,6 +310,9 @@ class DiscoveryClient:
         keepalive = self.timers.effective_keepalive
         if keepalive > 0:
             options.append(("grpc.keepalive_time_ms", int(keepalive * 1000)))
+            # gRPC stops pinging after 2 pings without data by default; an idle Watch is exactly
+            # the connection whose silent death keepalive must detect.
+            options.append(("grpc.http2.max_pings_without_data", 0))
         if target.tls:
             roots = self._root_certificates if self._root_certificates is not None else _system_roots()
             creds = grpc.ssl_channel_credentials(root_certificates=roots)

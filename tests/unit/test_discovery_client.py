@@ -31,12 +31,14 @@ from discovery_client import (
     DiscoveryClient,
     Endpoint,
     KubeSpanInfo,
+    constants,
     marshal_ip,
     open_endpoint,
     seal_affiliate,
     seal_endpoint,
 )
 from discovery_client.api import affiliate_pb2, cluster_pb2, cluster_pb2_grpc
+from discovery_client.backoff import ExponentialBackoff
 from discovery_client.constants import DISCOVERY_TTL
 from discovery_client.target import Target, parse_endpoint, resolve_redirect
 
@@ -648,3 +650,36 @@ def test_redirect_keeps_transport_security() -> None:
 def test_client_rejects_bad_endpoint() -> None:
     with pytest.raises(ValueError):
         DiscoveryClient(CIPHER, endpoint="ftp://x", cluster_id=CLUSTER, affiliate_id="a")
+
+
+# --- backoff (§4.6) ---
+
+
+def test_backoff_sequence() -> None:
+    b = ExponentialBackoff(rng=random.Random(3))
+    expected = 0.5
+    for _ in range(30):
+        assert b.current == pytest.approx(expected)
+        wait = b.next()
+        assert 0.5 * expected <= wait <= 1.5 * expected
+        expected = min(expected * 1.5, 60.0)
+    assert b.current == 60.0  # the interval is capped; a single wait may reach 90 s
+    b.reset()
+    assert b.current == 0.5
+
+
+def test_tunable_keys_match_constant_names() -> None:
+    keys = ClientTimers.tunable_keys()
+    for name in (
+        "DISCOVERY_TTL",
+        "DISCOVERY_HELLO_TIMEOUT",
+        "DISCOVERY_REFRESH_TIMEOUT",
+        "DISCOVERY_BACKOFF_INITIAL",
+        "DISCOVERY_BACKOFF_MULTIPLIER",
+        "DISCOVERY_BACKOFF_RANDOMIZATION",
+        "DISCOVERY_BACKOFF_MAX_INTERVAL",
+        "DISCOVERY_LEAVE_TIMEOUT",
+    ):
+        assert name in keys
+        assert hasattr(constants, name)
+    assert ClientTimers.from_tunables({k: 1 for k in keys}) == ClientTimers(*([1.0] * len(keys)))
