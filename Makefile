@@ -70,10 +70,12 @@ bench: setup
 demo: setup
 	$(BIN)/python -m demo
 
-# Regenerate the machined API modules from machined/api/machined.proto (committed).
+# Regenerate the gRPC modules (committed): the machined API and the discovery service API.
 proto: venv
 	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. \
 		machined/api/machined.proto
+	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. \
+		discovery_client/api/cluster.proto discovery_client/api/affiliate.proto
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
