@@ -39,7 +39,7 @@ class PlanResult:
 
 
 def machine_config_spec(loaded: LoadedConfig) -> MachineConfigSpec:
-    return MachineConfigSpec(config=loaded.config, default_action=loaded.default_action, rules=loaded.rules)
+    return MachineConfigSpec.from_loaded(loaded)
 
 
 def planned(definition: ResourceDefinition) -> bool:
@@ -64,7 +64,7 @@ async def plan(
         state.put(NETWORK, LINK_STATUS_TYPE, name, status, owner=LINK_STATUS_OWNER)
     for a in addresses:
         state.put(NETWORK, ADDRESS_STATUS_TYPE, a.id(), a, owner=ADDRESS_STATUS_OWNER)
-    if loaded.config is not None or loaded.rules or loaded.default_action is not None:
+    if not loaded.empty:
         state.put(CONFIG, MACHINE_CONFIG_TYPE, MACHINE_CONFIG_ID, machine_config_spec(loaded))
     runtime = Runtime(state)
     for c in config_controllers(cmdline, platform_config, state_dir=None, write_cache=False):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -10,7 +11,8 @@ from pydantic import BaseModel, ValidationError
 
 from .allowlist import unknown_keys
 from .errors import ConfigError, Path, Problem, format_path
-from .models import Config, NetworkDefaultActionConfig, NetworkRuleConfig
+from .models import Config, LinkConfig, NetworkDefaultActionConfig, NetworkRuleConfig, RoutingRuleConfig
+from .routing import check_link_config, check_routing_rule, cross_document
 from .types import to_str
 from .validate import Checker
 from .yaml import YamlDocument, load_documents
@@ -23,8 +25,15 @@ OTHER_KINDS: dict[str, tuple[str, ...]] = {
     "KmsgLogConfig": ("name", "url"),
     "SideroLinkConfig": ("apiUrl",),
 }
-NAMED_KINDS = frozenset({"NetworkRuleConfig", "KmsgLogConfig"})
+NAMED_KINDS = frozenset({"NetworkRuleConfig", "KmsgLogConfig", "RoutingRuleConfig", "LinkConfig"})
+NETWORK_KINDS = frozenset(
+    {"NetworkRuleConfig", "NetworkDefaultActionConfig", "RoutingRuleConfig", "LinkConfig"}
+)
 NETWORK_RULE_KEYS = ("name", "portSelector", "ingress")
+ROUTING_RULE_KEYS = ("name", "src", "dst", "table", "action", "iifName", "oifName", "fwMark", "fwMask")
+LINK_CONFIG_KEYS = ("name", "up", "mtu", "addresses", "routes", "multicast")
+LINK_ADDRESS_KEYS = ("address", "routePriority")
+LINK_ROUTE_KEYS = ("destination", "gateway", "source", "metric", "mtu", "table")
 PORT_SELECTOR_KEYS = ("ports", "protocol")
 INGRESS_RULE_KEYS = ("subnet", "except")
 DEFAULT_ACTION_KEYS = ("ingress",)
@@ -41,13 +50,25 @@ class OtherDocument:
 
 @dataclass
 class LoadedConfig:
-    """A valid machine config: the v1alpha1 document, the firewall documents, and warnings."""
+    """A valid machine config: the v1alpha1 document, the firewall and policy-routing
+    documents, and warnings."""
 
     config: Config | None = None
     default_action: NetworkDefaultActionConfig | None = None
     rules: list[NetworkRuleConfig] = field(default_factory=list)
+    routing_rules: list[RoutingRuleConfig] = field(default_factory=list)
+    link_configs: list[LinkConfig] = field(default_factory=list)
     other_documents: list[OtherDocument] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        """No document networking reads (only other kinds, or nothing)."""
+        return (
+            self.config is None
+            and self.default_action is None
+            and not (self.rules or self.routing_rules or self.link_configs)
+        )
 
     @property
     def ingress_default(self) -> str:
@@ -153,6 +174,32 @@ def _strict_keys(data: Any, allowed: tuple[str, ...], path: Path) -> list[Path]:
     return [(*path, key) for key in data if key not in allowed]
 
 
+def _strict_list(data: Any, key: str, allowed: tuple[str, ...]) -> list[Path]:
+    items = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        return []
+    return [p for k, item in enumerate(items) for p in _strict_keys(item, allowed, (key, k))]
+
+
+def _checked(
+    model: type[_M],
+    doc: YamlDocument,
+    label: str,
+    problems: list[Problem],
+    check: Callable[[Checker, _M], None],
+) -> _M | None:
+    """Decode a document and run its rule checks; a check under a dropped (already
+    reported) path is not repeated."""
+    decoded, dropped = _decode(model, doc, label, problems)
+    if decoded is not None:
+        checker = Checker(label)
+        check(checker, decoded)
+        for p in checker.problems:
+            if not _related(p.path, dropped):
+                problems.append(Problem(p.doc, p.path, p.message, p.warning, doc.line_of(_split(p.path))))
+    return decoded
+
+
 def _kind_label(kind: str, name: Any) -> str:
     if isinstance(name, dict | list) or name is None:
         return f"{kind}/"
@@ -171,6 +218,8 @@ def load_config(text: str, *, strict: bool = False) -> LoadedConfig:
     problems: list[Problem] = []
     result = LoadedConfig()
     seen: set[str] = set()
+    placed: list[tuple[str, YamlDocument]] = []  # RoutingRuleConfig label → its document
+    linked: list[tuple[str, YamlDocument]] = []  # LinkConfig label → its document
     found = 0
     for doc in docs:
         if doc.data is None:
@@ -196,23 +245,14 @@ def load_config(text: str, *, strict: bool = False) -> LoadedConfig:
             seen.add(label)
             for path, message in unknown_keys(data):
                 add(label, path, message)
-            cfg, dropped = _decode(Config, doc, label, problems)
-            if cfg is not None:
-                checker = Checker(label)
-                checker.config(cfg)
-                for p in checker.problems:
-                    if not _related(p.path, dropped):
-                        problems.append(
-                            Problem(p.doc, p.path, p.message, p.warning, doc.line_of(_split(p.path)))
-                        )
-            result.config = cfg
+            result.config = _checked(Config, doc, label, problems, Checker.config)
             continue
 
         kind = data.get("kind")
         if not isinstance(kind, str) or not kind:
             add(generic, ("kind",), "kind must be a non-empty string")
             continue
-        known = kind in ("NetworkRuleConfig", "NetworkDefaultActionConfig") or kind in OTHER_KINDS
+        known = kind in NETWORK_KINDS or kind in OTHER_KINDS
         # unnamed kinds are keyed by kind alone (a stray `name` is an unknown key)
         name = data.get("name", "") if kind in NAMED_KINDS or not known else ""
         label = _kind_label(kind, name)
@@ -243,21 +283,40 @@ def load_config(text: str, *, strict: bool = False) -> LoadedConfig:
                     bad += _strict_keys(item, INGRESS_RULE_KEYS, ("ingress", k))
             for path in bad:
                 add(label, path, "unknown key")
-            rule, dropped = _decode(NetworkRuleConfig, doc, label, problems)
-            if rule is not None:
-                checker = Checker(label)
-                checker.rule(rule)
-                for p in checker.problems:
-                    if not _related(p.path, dropped):
-                        problems.append(
-                            Problem(p.doc, p.path, p.message, p.warning, doc.line_of(_split(p.path)))
-                        )
+            rule = _checked(NetworkRuleConfig, doc, label, problems, Checker.rule)
             if rule is not None:
                 result.rules.append(rule)
+        elif kind == "RoutingRuleConfig":
+            for path in _strict_keys(data, (*base, *ROUTING_RULE_KEYS), ()):
+                add(label, path, "unknown key")
+            routing_rule = _checked(RoutingRuleConfig, doc, label, problems, check_routing_rule)
+            if routing_rule is not None:
+                result.routing_rules.append(routing_rule)
+                placed.append((label, doc))
+        elif kind == "LinkConfig":
+            bad = _strict_keys(data, (*base, *LINK_CONFIG_KEYS), ())
+            bad += _strict_list(data, "addresses", LINK_ADDRESS_KEYS)
+            bad += _strict_list(data, "routes", LINK_ROUTE_KEYS)
+            for path in bad:
+                add(label, path, "unknown key")
+            link = _checked(LinkConfig, doc, label, problems, check_link_config)
+            if link is not None:
+                result.link_configs.append(link)
+                linked.append((label, doc))
         else:
             for path in _strict_keys(data, (*base, *OTHER_KINDS[kind]), ()):
                 add(label, path, "unknown key")
             result.other_documents.append(OtherDocument(kind, name if isinstance(name, str) else "", data))
+    devices = result.config.network.interfaces if result.config is not None else []
+    rule_labels = [label for label, _ in placed]
+    link_labels = [label for label, _ in linked]
+    docs_of = dict(placed) | dict(linked)
+    for label, path, message in cross_document(
+        list(zip(rule_labels, result.routing_rules, strict=True)),
+        list(zip(link_labels, result.link_configs, strict=True)),
+        devices,
+    ):
+        problems.append(Problem(label, format_path(path), message, line=docs_of[label].line_of(path)))
     if not found and not problems:
         problems.append(Problem("yaml", "", "config not found (the file has no documents)"))
     if strict:

@@ -55,6 +55,10 @@ BOND_FAIL_OVER_MAC = ("none", "active", "follow")
 BOND_AD_SELECT = ("stable", "bandwidth", "count")
 FIREWALL_PROTOCOLS = ("tcp", "udp", "icmp", "icmpv6")
 DEFAULT_ACTIONS = ("accept", "block")
+ROUTING_RULE_ACTIONS = ("unicast", "blackhole", "unreachable", "prohibit")
+#: Model fields beyond the v1.6 keys, set only when a LinkConfig document is turned
+#: into a Device (routing-rules.md §5); the v1.6 allow-list rejects them in YAML.
+BEYOND_V16: dict[str, frozenset[str]] = {"Device": frozenset({"up"}), "Route": frozenset({"table"})}
 MACHINE_TYPES = ("controlplane", "init", "worker", "join")
 
 
@@ -100,6 +104,9 @@ class Route(_Model):
     source: YStr = ""
     metric: UInt32 = DEFAULT_ROUTE_METRIC
     mtu: UInt32 = 0
+    table: YStr | None = None
+    """Only from a LinkConfig route (routing-rules.md §5); v1.6's ``routes[]`` has no
+    ``table`` (the v1.6 allow-list rejects the key). None = main."""
 
     @field_validator("metric")
     @classmethod
@@ -236,6 +243,8 @@ class Device(_Model):
     dhcp_options: DHCPOptions | None = Field(None, alias="dhcpOptions")
     wireguard: DeviceWireguardConfig | None = None
     vip: DeviceVIPConfig | None = None
+    up: YBool | None = None
+    """Only from a LinkConfig (routing-rules.md §5; v1.6 has no such key). None = up."""
 
     def prefixes(self) -> list[Prefix]:
         """``addresses`` (or the deprecated ``cidr``) parsed; bare IPs are /32 or /128."""
@@ -445,3 +454,84 @@ class NetworkDefaultActionConfig(_Model):
         if v not in DEFAULT_ACTIONS:
             raise ValueError(f'must be "accept" or "block", not "{v}"')
         return v
+
+
+# --------------------------------------------------------------------------- policy routing
+
+
+class RoutingRuleConfig(_Model):
+    """``kind: RoutingRuleConfig`` (routing-rules.md §1): one policy routing rule.
+
+    Values stay as written; :func:`netd.config.routing.check_routing_rule` checks
+    them and the ``priority``/``table_number`` helpers give the parsed values.
+    """
+
+    api_version: YStr = Field("v1alpha1", alias="apiVersion")
+    kind: Literal["RoutingRuleConfig"] = "RoutingRuleConfig"
+    name: YStr = ""
+    src: YStr = ""
+    dst: YStr = ""
+    table: YStr = ""
+    action: YStr = "unicast"
+    iif_name: YStr = Field("", alias="iifName")
+    oif_name: YStr = Field("", alias="oifName")
+    fw_mark: UInt32 = Field(0, alias="fwMark")
+    fw_mask: UInt32 = Field(0, alias="fwMask")
+
+    @property
+    def priority(self) -> int:
+        """The rule priority: the document's name (valid once the config is loaded)."""
+        return int(self.name)
+
+    @property
+    def has_fw_mark(self) -> bool:
+        return "fw_mark" in self.model_fields_set
+
+
+class LinkAddressConfig(_Model):
+    address: YStr = ""
+    route_priority: UInt32 = Field(0, alias="routePriority")
+
+
+class LinkRouteConfig(_Model):
+    destination: YStr = ""
+    gateway: YStr = ""
+    source: YStr = ""
+    metric: UInt32 = 0
+    mtu: UInt32 = 0
+    table: YStr = ""
+
+
+class LinkConfig(_Model):
+    """``kind: LinkConfig`` (routing-rules.md §5): one link's settings, addresses and routes."""
+
+    api_version: YStr = Field("v1alpha1", alias="apiVersion")
+    kind: Literal["LinkConfig"] = "LinkConfig"
+    name: YStr = ""
+    up: YBool = True
+    mtu: UInt32 = 0
+    addresses: list[LinkAddressConfig] = []
+    routes: list[LinkRouteConfig] = []
+    multicast: YBool | None = None
+
+    def as_device(self) -> Device:
+        """The ``machine.network.interfaces[]`` entry this document stands for, so the
+        link, address and route config controllers treat both the same way (same ids,
+        same defaults); only ``up`` and the routes' ``table`` go beyond v1.6."""
+        return Device(
+            interface=self.name,
+            mtu=self.mtu,
+            addresses=[a.address for a in self.addresses],
+            routes=[
+                Route(
+                    network=r.destination,
+                    gateway=r.gateway,
+                    source=r.source,
+                    metric=r.metric,
+                    mtu=r.mtu,
+                    table=r.table or None,
+                )
+                for r in self.routes
+            ],
+            up=self.up,
+        )

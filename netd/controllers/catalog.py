@@ -16,6 +16,7 @@ from .operator import OperatorConfigController, OperatorVIPConfigController
 from .platform import PlatformConfigController
 from .resolver import ResolverConfigController, TimeServerConfigController
 from .route import RouteConfigController
+from .routing_rule import RoutingRuleConfigController
 from .sources import Cmdline
 
 
@@ -32,6 +33,7 @@ def config_controllers(
         AddressConfigController(parsed),
         LinkConfigController(parsed),
         RouteConfigController(parsed),
+        RoutingRuleConfigController(),
         HostnameConfigController(parsed),
         ResolverConfigController(parsed),
         TimeServerConfigController(parsed),

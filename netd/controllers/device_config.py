@@ -82,6 +82,8 @@ class DeviceConfigController(Controller):
     async def reconcile(self, ctx: Context) -> None:
         mc = machine_config(ctx)
         devs = mc.config.machine.network.interfaces if mc is not None and mc.config is not None else []
+        if mc is not None:  # a LinkConfig is one more device, after the v1.6 ones (routing-rules.md §5)
+            devs = [*devs, *(link.as_device() for link in mc.link_configs)]
         expanded = expand_devices(devs, host_links(ctx))
         ctx.reconcile_owned(
             NETWORK,

@@ -32,6 +32,7 @@ from netd.resources import (
     OPERATOR_SPEC_TYPE,
     RESOLVER_SPEC_TYPE,
     ROUTE_SPEC_TYPE,
+    ROUTING_RULE_SPEC_TYPE,
     TIME_SERVER_SPEC_TYPE,
     AddressSpec,
     HostnameSpec,
@@ -39,6 +40,7 @@ from netd.resources import (
     OperatorSpec,
     ResolverSpec,
     RouteSpec,
+    RoutingRuleSpec,
     TimeServerSpec,
 )
 from netd.resources.base import Spec
@@ -67,6 +69,7 @@ HOSTNAME_MERGE = "network.HostnameMergeController"
 RESOLVER_MERGE = "network.ResolverMergeController"
 TIME_SERVER_MERGE = "network.TimeServerMergeController"
 OPERATOR_MERGE = "network.OperatorMergeController"
+ROUTING_RULE_MERGE = "network.RoutingRuleMergeController"
 
 
 def _by_id(specs: Iterable[tuple[str, L]]) -> list[tuple[str, L]]:
@@ -103,6 +106,12 @@ def merge_routes(specs: Iterable[tuple[str, RouteSpec]]) -> dict[str, RouteSpec]
 def merge_operators(specs: Iterable[tuple[str, OperatorSpec]]) -> dict[str, OperatorSpec]:
     """OperatorSpecs by OperatorID(operator, link)."""
     return _merge_keyed(specs, OperatorSpec.id)
+
+
+def merge_routing_rules(specs: Iterable[tuple[str, RoutingRuleSpec]]) -> dict[str, RoutingRuleSpec]:
+    """RoutingRuleSpecs by ``<family>/<priority 05d>`` (routing-rules.md §2): one rule per
+    family and priority, the higher layer wins (KubeSpan's operator layer over config)."""
+    return _merge_keyed(specs, RoutingRuleSpec.id)
 
 
 def merge_links(specs: Iterable[tuple[str, LinkSpec]]) -> dict[str, LinkSpec]:
@@ -273,8 +282,13 @@ def operator_merge_controller() -> MergeController[OperatorSpec]:
     return MergeController(OPERATOR_MERGE, OPERATOR_SPEC_TYPE, OperatorSpec, merge_operators)
 
 
+def routing_rule_merge_controller() -> MergeController[RoutingRuleSpec]:
+    return MergeController(ROUTING_RULE_MERGE, ROUTING_RULE_SPEC_TYPE, RoutingRuleSpec, merge_routing_rules)
+
+
 def merge_controllers() -> list[Controller]:
-    """Fresh instances of the seven merge controllers of netd.md §10."""
+    """Fresh instances of the merge controllers: the seven of netd.md §10 and the
+    routing rules' (routing-rules.md §2)."""
     return [
         address_merge_controller(),
         link_merge_controller(),
@@ -283,4 +297,5 @@ def merge_controllers() -> list[Controller]:
         resolver_merge_controller(),
         time_server_merge_controller(),
         operator_merge_controller(),
+        routing_rule_merge_controller(),
     ]

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from cosi import Context
 from netd.config.cmdline import CmdlineNetworking
 from netd.config.models import Device, Route
+from netd.config.routing import parse_table
 from netd.netip import parse_addr, parse_prefix
 from netd.resources.enums import ConfigLayer, Family, RouteProtocol, RouteType, RoutingTable, Scope
 from netd.resources.ids import vlan_link_name
@@ -56,7 +57,8 @@ def cmdline_routes(net: CmdlineNetworking, ignored: set[str]) -> list[RouteSpec]
 
 
 def config_route(link: str, r: Route) -> RouteSpec:
-    """One machine-config route, normalized; the family is computed after normalization."""
+    """One machine-config route, normalized; the family is computed after normalization.
+    ``table`` comes only from a LinkConfig route (routing-rules.md §5); else main."""
     dst = parse_prefix(r.network) if r.network else None
     gw = parse_addr(r.gateway) if r.gateway else None
     src = parse_addr(r.source) if r.source else None
@@ -65,7 +67,7 @@ def config_route(link: str, r: Route) -> RouteSpec:
         gateway=gw,
         src=src,
         out_link_name=link,
-        table=RoutingTable.MAIN,
+        table=RoutingTable(parse_table(r.table)) if r.table else RoutingTable.MAIN,
         priority=r.metric or DEFAULT_ROUTE_METRIC,
         protocol=RouteProtocol.STATIC,
         type=config_route_type(dst),

@@ -478,6 +478,7 @@ def test_controller_names() -> None:
         "network.ResolverMergeController",
         "network.TimeServerMergeController",
         "network.OperatorMergeController",
+        "network.RoutingRuleMergeController",
     ]
     assert all(isinstance(c, MergeController) for c in merge_controllers())
     assert merge_controllers()[0] is not merge_controllers()[0]  # fresh instances

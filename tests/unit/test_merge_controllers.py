@@ -26,6 +26,7 @@ from netd.resources import (
     OPERATOR_SPEC_TYPE,
     RESOLVER_SPEC_TYPE,
     ROUTE_SPEC_TYPE,
+    ROUTING_RULE_SPEC_TYPE,
     TIME_SERVER_SPEC_TYPE,
     AddressSpec,
     HostnameSpec,
@@ -100,6 +101,7 @@ def test_declarations() -> None:
         RESOLVER_SPEC_TYPE,
         TIME_SERVER_SPEC_TYPE,
         OPERATOR_SPEC_TYPE,
+        ROUTING_RULE_SPEC_TYPE,
     ]
 
 
