@@ -16,8 +16,10 @@ import os
 import signal
 from dataclasses import dataclass, field
 
+from cluster.resources import register_all as register_cluster
 from cosi import Runtime, State
 from machined.api.configs import ApplyMode, ApplyResult, ConfigManager
+from netd import tunables
 from netd.config import ConfigError, LoadedConfig, load_config_file
 from netd.kernel.applied import Applied
 from netd.resources import register_all
@@ -58,6 +60,10 @@ class NodeOptions:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> NodeOptions:
+        try:
+            tunables.check()  # a bad NETD_TUNABLES file refuses the start (decisions.md "Tunables")
+        except tunables.TunablesError as e:
+            raise StartError([f"machined: {e}"]) from None
         state_dir = args.state_dir
         try:
             os.makedirs(state_dir, mode=0o700, exist_ok=True)
@@ -110,6 +116,7 @@ class Node:
         self.opts = opts
         self.state = State()
         register_all(self.state)
+        register_cluster(self.state)
         self.runtime = Runtime(self.state)
         self.applied = Applied.in_dir(opts.state_dir)
         self.stopping = asyncio.Event()
@@ -137,15 +144,16 @@ class Node:
 
     async def reset(self) -> list[str]:
         """Undo the network config this node applied, then stop (``netctl reset``)."""
-        from machined.api.reset import reset_network
+        from machined.api.reset import leave_cluster, reset_network
 
+        await leave_cluster(self.runtime)  # first: AffiliateDelete while the network still works
         remaining = await reset_network(self.state, self.runtime)
         self.reset_done = True
         asyncio.get_running_loop().call_soon(self.stopping.set)
         return remaining
 
     async def start(self) -> None:
-        from machined.wiring import kernel_controllers, source_controllers
+        from machined.wiring import cluster_controllers, kernel_controllers, source_controllers
 
         self.state.put(RUNTIME, DEVICES_STATUS_TYPE, DEVICES_ID, DevicesStatus(ready=True))
         self.set_config(self.opts.loaded)
@@ -154,7 +162,10 @@ class Node:
         self.runtime.start()
         if not await self.runtime.settle(timeout=SETTLE_TIMEOUT):
             log.warning("config controllers did not settle in %.0fs; applying what there is", SETTLE_TIMEOUT)
-        for c in kernel_controllers(self.applied, self.opts.etc_dir):
+        for c in [
+            *kernel_controllers(self.applied, self.opts.etc_dir),
+            *cluster_controllers(self.opts.state_dir),
+        ]:
             self.runtime.register(c)
         self.runtime.start()
         log.info("node started")

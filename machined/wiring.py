@@ -9,9 +9,14 @@ from netd.kernel.applied import Applied
 
 def source_controllers(cmdline: str, platform_config: str | None, state_dir: str) -> list[Controller]:
     """Phase 1: observe the kernel, compute and merge the desired state."""
+    from cluster.controllers import source_controllers as cluster_sources
     from netd.controllers.status import status_controllers
 
-    return [*status_controllers(), *config_controllers(cmdline, platform_config, state_dir, write_cache=True)]
+    return [
+        *status_controllers(),
+        *config_controllers(cmdline, platform_config, state_dir, write_cache=True),
+        *cluster_sources(state_dir),
+    ]
 
 
 def kernel_controllers(applied: Applied, etc_dir: str) -> list[Controller]:
@@ -37,3 +42,11 @@ def kernel_controllers(applied: Applied, etc_dir: str) -> list[Controller]:
         NetworkEtcFileController(),
         FilesEtcFileController(etc_dir),
     ]
+
+
+def cluster_controllers(state_dir: str) -> list[Controller]:
+    """Phase 2 too: the KubeSpan identity, the local affiliate, the discovery service client
+    (network I/O: never in ``netctl plan``), the affiliate merge and members."""
+    from cluster.controllers import discovery_controllers
+
+    return discovery_controllers(state_dir)

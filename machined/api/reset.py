@@ -9,13 +9,17 @@ and wait (bounded) until all are gone. Kernel objects that no spec of ours
 created are never touched (that is the spec controllers' rule too), and the
 loopback (``lo`` up with 127.0.0.1/8, which the kernel sets up by itself) stays.
 
-KubeSpan and discovery (leaving the cluster) are later parts of reset.
+Leaving the cluster comes first (:func:`leave_cluster`): every controller that
+can leave (the discovery service controller) sends its delete right away,
+while the network still works, instead of letting the record expire by its
+TTL (kubespan.md §4.6 decision). A plain SIGTERM never gets here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Protocol, runtime_checkable
 
 from cosi import Phase, Resource, Runtime, State
 from cosi.errors import StateError
@@ -29,6 +33,26 @@ log = logging.getLogger("machined.reset")
 RESET_TIMEOUT = 8.0
 SPEC_SUFFIX = "Specs.net.talos.dev"
 LOOPBACK = ("127.0.0.1/8", "::1/128")
+
+
+@runtime_checkable
+class Leaver(Protocol):
+    """A controller with something to withdraw from the cluster when the node leaves."""
+
+    async def leave(self) -> bool: ...
+
+
+async def leave_cluster(runtime: Runtime, timeout: float = RESET_TIMEOUT) -> None:
+    """Ask every :class:`Leaver` controller to leave, concurrently, bounded by ``timeout``."""
+    leavers = [c for c in runtime.controllers if isinstance(c, Leaver)]
+    if not leavers:
+        return
+    results = await asyncio.gather(
+        *(asyncio.wait_for(c.leave(), timeout) for c in leavers), return_exceptions=True
+    )
+    for c, r in zip(leavers, results, strict=True):
+        if isinstance(r, BaseException):
+            log.error("reset: %s could not leave: %s", c.name, r or type(r).__name__)
 
 
 def kept(res: Resource) -> bool:

@@ -6,6 +6,8 @@ FILES = "files"
 RUNTIME = "runtime"
 CLUSTER = "cluster"
 CONFIG = "config"
+CLUSTER_RAW = "cluster-raw"  # per-registry affiliates (kubespan.md §5.1); described in cluster.resources
+KUBESPAN = "kubespan"  # KubeSpan config, identity, peers (kubespan.md §3, §6)
 
 DESCRIPTIONS: dict[str, str] = {
     NETWORK: "Networking resources: merged specs, kernel statuses, node addresses.",
