@@ -11,6 +11,7 @@ from pathlib import Path
 
 from . import constants as c
 from .config import ServiceConfig, split_host_port
+from .errors import ServiceError
 from .limits import Limits
 from .server import DiscoveryServer
 from .statefile import StateFileError
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         asyncio.run(run(cfg))
-    except (StateFileError, OSError, ValueError) as e:
+    except (StateFileError, ServiceError, OSError, ValueError) as e:  # e.g. etcd unreachable at start
         print(f"discovery-service: {e}", file=sys.stderr)
         return 1
     return 0
