@@ -14,6 +14,9 @@ Entry points::
     loaded.default_action / loaded.ingress_default   # NetworkDefaultActionConfig / "accept" | "block"
     loaded.rules                          # [NetworkRuleConfig]: .name, .port_selector.ports [PortRange],
                                           #   .port_selector.protocol, .ingress [IngressRule(subnet, except_)]
+    loaded.routing_rules                  # [RoutingRuleConfig] (routing-rules.md §1): .priority, .src, .dst,
+                                          #   .table, .action, .iif_name, .oif_name, .fw_mark, .fw_mask
+    loaded.link_configs                   # [LinkConfig] (§5): .as_device() -> the equivalent Device
     loaded.warnings                       # [Problem] (str(p) -> "warning: <doc>: <path>: <message>")
 
 Every problem raises one :class:`ConfigError`; ``.problems`` lists them all
@@ -37,6 +40,9 @@ from .models import (
     DHCPOptions,
     ExtraHost,
     IngressRule,
+    LinkAddressConfig,
+    LinkConfig,
+    LinkRouteConfig,
     MachineConfig,
     NetworkConfig,
     NetworkDefaultActionConfig,
@@ -44,6 +50,7 @@ from .models import (
     NetworkKubeSpan,
     NetworkRuleConfig,
     Route,
+    RoutingRuleConfig,
     RulePortSelector,
     Vlan,
 )
@@ -66,6 +73,9 @@ __all__ = [
     "DeviceWireguardPeer",
     "ExtraHost",
     "IngressRule",
+    "LinkAddressConfig",
+    "LinkConfig",
+    "LinkRouteConfig",
     "LoadedConfig",
     "MachineConfig",
     "NetworkConfig",
@@ -77,6 +87,7 @@ __all__ = [
     "PortRange",
     "Problem",
     "Route",
+    "RoutingRuleConfig",
     "RulePortSelector",
     "Vlan",
     "format_path",

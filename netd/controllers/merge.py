@@ -110,7 +110,8 @@ def merge_operators(specs: Iterable[tuple[str, OperatorSpec]]) -> dict[str, Oper
 
 def merge_routing_rules(specs: Iterable[tuple[str, RoutingRuleSpec]]) -> dict[str, RoutingRuleSpec]:
     """RoutingRuleSpecs by ``<family>/<priority 05d>`` (routing-rules.md §2): one rule per
-    family and priority, the higher layer wins (KubeSpan's operator layer over config)."""
+    family and priority, the higher layer wins. KubeSpan's operator-layer rules sit at a
+    priority the config may not use (32500), so they never collide with config rules."""
     return _merge_keyed(specs, RoutingRuleSpec.id)
 
 

@@ -103,3 +103,52 @@ def test_no_command_shows_help() -> None:
     res = netctl()
     assert res.returncode == 2
     assert "validate" in res.stderr
+
+
+POLICY_ROUTING = """\
+apiVersion: v1alpha1
+kind: LinkConfig
+name: eth1
+addresses: [{address: 10.91.0.2/24}]
+routes: [{gateway: 10.91.0.1, table: "100"}]
+---
+apiVersion: v1alpha1
+kind: RoutingRuleConfig
+name: "1000"
+src: 10.91.0.0/24
+table: "100"
+"""
+
+
+def test_policy_routing_documents(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text(POLICY_ROUTING)
+    res = netctl("validate", "--config", str(f))
+    assert (res.returncode, res.stdout, res.stderr) == (0, "valid\n", "")
+
+
+def test_policy_routing_errors_all_at_once(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text(
+        "apiVersion: v1alpha1\nkind: RoutingRuleConfig\nname: 32766\nfwMask: 1\n---\n"
+        "apiVersion: v1alpha1\nkind: LinkConfig\nname: eth1\nroutes: [{gateway: 10.0.0.1, table: x}]\n"
+    )
+    res = netctl("validate", "--config", str(f))
+    assert (res.returncode, res.stdout) == (1, "")
+    assert res.stderr.splitlines() == [
+        "RoutingRuleConfig/32766: name: priority 32766 is reserved (the kernel's main table rule)",
+        "RoutingRuleConfig/32766: table: table is required for a unicast rule: "
+        "main, local, default or a number 1-4294967295",
+        "RoutingRuleConfig/32766: fwMask: fwMask needs fwMark",
+        'LinkConfig/eth1: routes[0].table: invalid table "x": '
+        "must be main, local, default or a number 1-4294967295",
+    ]
+
+
+def test_plan_shows_routing_rule_specs(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text(POLICY_ROUTING)
+    res = netctl("plan", "--config", str(f), "-n", "network-config", "-o", "yaml")
+    assert res.returncode == 0, res.stderr
+    assert "type: RoutingRuleSpecs.net.talos.dev\n    id: configuration/inet4/01000\n" in res.stdout
+    assert "id: configuration/RoutingTable(100)/inet4/10.91.0.1//1024\n" in res.stdout

@@ -252,3 +252,13 @@ def test_broken_platform_file_contributes_nothing(tmp_path: Path, caplog: pytest
     layered = by_type(run_plan(LoadedConfig(), "network-config", platform=str(platform)))
     assert not any(i.startswith("platform/") for ids in layered.values() for i in ids)
     assert "platform network config ignored: addresses[0]" in caplog.text
+
+
+def test_plan_shows_routing_rule_specs() -> None:
+    from netd.plan import planned
+    from netd.resources.routing_rule import ROUTING_RULE_SPEC_DEFINITION, ROUTING_RULE_STATUS_DEFINITION
+
+    assert planned(ROUTING_RULE_SPEC_DEFINITION) and not planned(ROUTING_RULE_STATUS_DEFINITION)
+    cfg = load_config('apiVersion: v1alpha1\nkind: RoutingRuleConfig\nname: "100"\ntable: main\n')
+    got = by_type(run_plan(cfg))
+    assert set(got["RoutingRuleSpecs"]) == {"inet4/00100", "inet6/00100"}
