@@ -1,0 +1,313 @@
+"""Cluster discovery end to end: real machined processes in nodes, a real ``discovery-service``.
+
+One topology for the module (kubespan.md §10 lab, without KubeSpan): switch ``sw``; nodes n1..n3
+(``10.0.0.N/24``, hostname ``nN``, n1 a control-plane node) and later n4 (another cluster) and
+n5 (right cluster ID, wrong secret); the service alone in node ``ds`` on ``10.0.0.254:3000``
+(plaintext, config endpoint ``http://10.0.0.254:3000``). Timers are shortened through
+``NETD_TUNABLES`` (TTL 6 s, so a refresh every 3 s) and the service's ``--gc-interval``.
+
+Proven, in order (the tests share the nodes and run in file order):
+- every node lists the other two as members within 2 s of its start (asserted with a 3x margin,
+  the measured figure is printed), with the right addresses, hostnames, machine types, OS; the
+  ``netctl get`` aliases of identities / affiliates (both namespaces) / members / discoveryconfigs /
+  kubespanconfigs work, and the secret-holding definitions are flagged sensitive;
+- a second cluster on the same service and a node with the right ID but the wrong secret see
+  nothing of the first cluster, and it sees nothing of them;
+- a service restart with ``--state-file`` keeps every member on every node throughout; an empty
+  restart (no state file) makes them come back within one refresh;
+- a node killed with SIGKILL disappears from the others after the TTL (+ GC), not before;
+- ``netctl reset`` removes a node from the others at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import Lab, Node, wait_until
+
+BIN = Path(sys.executable).parent
+MACHINED = str(BIN / "machined")
+NETCTL = str(BIN / "netctl")
+SERVICE = str(BIN / "discovery-service")
+REPO = Path(__file__).resolve().parents[2]
+
+CLUSTER_ID = "8XuV9TZHW08DOk3bVxQjH9ih_TBKjnh-j44tsCLSBzo="
+SECRET = "kCQsKr4B28VUl7qw1sVkTDNF9fFH++ViIuKsss+C6kc="
+OTHER_ID = "v16UCWpO2iOm82n6F8dGCJ41ZXXBvDrjRDs2su7C_zs="
+OTHER_SECRET = "I+1In7fLnpcRIjUmEoeugZnSyFoTF6MztLxICL5Yu0s="
+SERVICE_IP = "10.0.0.254"
+ENDPOINT = f"http://{SERVICE_IP}:3000"
+TTL = 6.0
+GC = 1.0
+MEMBERS_DEADLINE = 2.0  # the issue's "within 2 s of start"
+MARGIN = 3.0  # decisions.md: functional deadlines with a >= 3x margin
+
+
+def config(i: int, *, cluster_id: str = CLUSTER_ID, secret: str = SECRET, mtype: str = "worker") -> str:
+    return f"""version: v1alpha1
+machine:
+  type: {mtype}
+  network:
+    hostname: n{i}
+    interfaces:
+      - interface: eth0
+        addresses: [10.0.0.{i}/24, fd00:10::{i}/64]
+cluster:
+  id: {cluster_id}
+  secret: {secret}
+  discovery:
+    enabled: true
+    registries:
+      kubernetes:
+        disabled: true
+      service:
+        endpoint: {ENDPOINT}
+"""
+
+
+class Machined:
+    def __init__(self, node: Node, text: str, env: dict[str, str]) -> None:
+        self.node = node
+        self.config = node.dir / "config.yaml"
+        self.config.write_text(text)
+        self.api = str(node.dir / "api.sock")
+        self.env = env
+        self.proc: subprocess.Popen[str] | None = None
+        self.started = 0.0
+
+    def start(self) -> None:
+        n = self.node
+        self.started = time.monotonic()
+        self.proc = n.popen(
+            [
+                MACHINED, "--config", str(self.config), "--state-dir", str(n.state_dir),
+                "--etc-dir", str(n.etc_dir), "--api", self.api, "--log-level", "debug",
+            ],
+            env=self.env,
+        )  # fmt: skip
+
+    def netctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.node.run([NETCTL, *args, "--endpoint", self.api], check=check, timeout=60)
+
+    def get(self, type_: str, *args: str) -> list[dict[str, Any]]:
+        r = self.netctl("get", type_, *args, "-o", "json", check=False)
+        if r.returncode != 0:
+            return []
+        return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+
+    def members(self) -> dict[str, dict[str, Any]]:
+        return {m["metadata"]["id"]: m["spec"] for m in self.get("members")}
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+
+class Service:
+    def __init__(self, node: Node, env: dict[str, str]) -> None:
+        self.node = node
+        self.env = env
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self, *extra: str) -> None:
+        argv = [SERVICE, "--listen", f"{SERVICE_IP}:3000", "--gc-interval", str(GC), "--log-level", "debug"]
+        self.proc = self.node.popen([*argv, *extra], env=self.env)
+        wait_until(self._listening, timeout=30, what="discovery-service listening")
+
+    def _listening(self) -> bool:
+        out = self.node.run(["ss", "-Hltn", "sport = :3000"], check=False).stdout
+        return SERVICE_IP in out
+
+    def stop(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(timeout=15) == 0
+
+
+class World:
+    def __init__(self, lab: Lab, tmp: Path) -> None:
+        self.lab = lab
+        tunables = tmp / "tunables.yaml"
+        tunables.write_text(f"DISCOVERY_TTL: {TTL}\nDISCOVERY_BACKOFF_INITIAL: 0.2\n")
+        self.env = dict(os.environ)
+        self.env["NETD_TUNABLES"] = str(tunables)
+        # `cluster` is a new top-level package: until the editable install lists it, the
+        # console scripts find it through the repository root.
+        self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")]))
+        self.sw = lab.switch("sw")
+        ds = lab.node("ds")
+        lab.connect(ds, self.sw, "eth0")
+        ds.sh(f"ip addr add {SERVICE_IP}/24 dev eth0")
+        self.service = Service(ds, self.env)
+        self.state_file = ds.dir / "state.binpb"
+        self.nodes: dict[int, Machined] = {}
+
+    def add(self, i: int, text: str) -> Machined:
+        n = self.lab.node(f"n{i}", hostname=f"n{i}")
+        self.lab.connect(n, self.sw, "eth0", mac=f"02:00:0a:00:00:0{i}")
+        n.sh("sysctl -qw net.ipv6.conf.eth0.accept_dad=0 || true")
+        m = Machined(n, text, self.env)
+        self.nodes[i] = m
+        return m
+
+
+@pytest.fixture(scope="module")
+def world(lab_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    lab = Lab()
+    try:
+        yield World(lab, tmp_path_factory.mktemp("discovery"))
+    finally:
+        errors = lab.close()
+        left = lab.leftovers()
+    assert not errors and not left, f"lab cleanup incomplete: errors={errors} leftovers={left}"
+
+
+def member_names(m: Machined) -> set[str]:
+    return set(m.members())
+
+
+def test_three_nodes_see_each_other(world: World) -> None:
+    world.service.start("--state-file", str(world.state_file))
+    ms = [world.add(1, config(1, mtype="controlplane")), world.add(2, config(2)), world.add(3, config(3))]
+    for m in ms:
+        m.start()
+    want = {"n1", "n2", "n3"}
+    seen: dict[str, float] = {}
+
+    def all_see_all() -> bool:
+        for m in ms:
+            name = m.node.name
+            if name not in seen and member_names(m) == want:
+                seen[name] = time.monotonic() - m.started
+        return len(seen) == len(ms)
+
+    wait_until(all_see_all, timeout=MEMBERS_DEADLINE * MARGIN * 2, interval=0.05, what="3 members everywhere")
+    print("members complete after start: " + ", ".join(f"{k} {v:.2f}s" for k, v in sorted(seen.items())))
+    assert max(seen.values()) < MEMBERS_DEADLINE * MARGIN, seen
+
+    for m in ms:
+        members = m.members()
+        for i in (1, 2, 3):
+            spec = members[f"n{i}"]
+            assert spec["hostname"] == f"n{i}"
+            assert spec["addresses"] == [f"10.0.0.{i}", f"fd00:10::{i}"]
+            assert spec["machineType"] == ("controlplane" if i == 1 else "worker")
+            assert spec["operatingSystem"].startswith("talos-netd (v")
+            assert spec["nodeId"]
+            assert ("controlPlane" in spec) == (i == 1)
+
+    # identities, affiliates in both namespaces, config objects
+    m1 = ms[0]
+    ident = m1.get("identities")
+    assert [r["metadata"]["id"] for r in ident] == ["local"]
+    own = ident[0]["spec"]["nodeId"]
+    assert 43 <= len(own) <= 45
+    assert (m1.node.state_dir / "node-identity.yaml").read_text() == f"nodeId: {own}\n"
+    assert oct((m1.node.state_dir / "node-identity.yaml").stat().st_mode & 0o777) == "0o600"
+    affs = {r["metadata"]["id"]: r for r in m1.get("affiliates")}
+    assert own in affs and len(affs) == 3
+    assert affs[own]["metadata"]["owner"] == "cluster.LocalAffiliateController"
+    raw = {r["metadata"]["id"] for r in m1.get("affiliates", "-n", "cluster-raw")}
+    others = {a["spec"]["nodeId"] for k, a in affs.items() if k != own}
+    assert raw == {f"service/{x}" for x in others}
+    dc = m1.get("discoveryconfigs")[0]["spec"]
+    assert dc["discoveryEnabled"] and dc["registryServiceEnabled"] and not dc["registryKubernetesEnabled"]
+    assert dc["serviceEndpoint"] == f"{SERVICE_IP}:3000" and dc["serviceEndpointInsecure"] is True
+    assert dc["serviceClusterID"] == CLUSTER_ID and dc["serviceEncryptionKey"] == SECRET
+    ksc = m1.get("kubespanconfigs")[0]
+    assert ksc["metadata"]["namespace"] == "kubespan" and ksc["spec"]["enabled"] is False
+    assert m1.get("kubespanidentities") == []  # KubeSpan is off
+    rds = {r["metadata"]["id"]: r["spec"] for r in m1.get("rd")}
+    for t in ("discoveryconfigs.cluster.talos.dev", "kubespanconfigs.kubespan.talos.dev",
+              "kubespanidentities.kubespan.talos.dev"):  # fmt: skip
+        assert rds[t]["sensitivity"] == 1, t
+    for t in ("affiliates.cluster.talos.dev", "members.cluster.talos.dev"):
+        assert rds[t]["sensitivity"] == 0, t
+    table = m1.netctl("get", "members").stdout
+    header = table.splitlines()[0]
+    assert all(col in header for col in ("HOSTNAME", "MACHINE TYPE", "OS", "ADDRESSES")), header
+
+
+def test_other_clusters_stay_apart(world: World) -> None:
+    m4 = world.add(4, config(4, cluster_id=OTHER_ID, secret=OTHER_SECRET))
+    m5 = world.add(5, config(5, secret=OTHER_SECRET))  # right cluster ID, wrong secret
+    m4.start()
+    m5.start()
+    wait_until(lambda: member_names(m4) == {"n4"}, timeout=30, what="n4 lists itself")
+    wait_until(lambda: member_names(m5) == {"n5"}, timeout=30, what="n5 lists itself")
+    # n5 publishes into the first cluster's record set: give it several refreshes to show up
+    time.sleep(TTL)
+    assert member_names(m4) == {"n4"} and member_names(m5) == {"n5"}
+    assert m5.get("affiliates", "-n", "cluster-raw") == []
+    for i in (1, 2, 3):
+        assert member_names(world.nodes[i]) == {"n1", "n2", "n3"}
+    for m in (m4, m5):
+        m.netctl("reset")
+        assert m.proc is not None and m.proc.wait(timeout=15) == 0
+
+
+def watch_members(ms: list[Machined], want: set[str], seconds: float) -> list[str]:
+    """Poll every node's members for ``seconds``; the deviations seen."""
+    bad = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for m in ms:
+            got = member_names(m)
+            if got != want:
+                bad.append(f"{m.node.name}: {sorted(got)}")
+        time.sleep(0.1)
+    return bad
+
+
+def test_service_restart(world: World) -> None:
+    ms = [world.nodes[i] for i in (1, 2, 3)]
+    want = {"n1", "n2", "n3"}
+    # with --state-file: nothing is lost, nobody notices
+    world.service.stop()
+    assert world.state_file.exists()
+    world.service.start("--state-file", str(world.state_file))
+    assert watch_members(ms, want, TTL) == []
+    # without: an empty service; every client re-registers within one refresh (TTL/2)
+    world.service.stop()
+    world.service.start()
+    t0 = time.monotonic()
+    wait_until(lambda: all(member_names(m) == want for m in ms), timeout=TTL / 2 + 5, what="members back")
+    print(f"members back {time.monotonic() - t0:.2f}s after an empty service restart")
+
+
+def test_sigkill_expires_after_ttl(world: World) -> None:
+    m1, m2, m3 = (world.nodes[i] for i in (1, 2, 3))
+    wait_until(lambda: member_names(m1) == {"n1", "n2", "n3"}, timeout=10, what="mesh complete")
+    m3.kill()
+    t0 = time.monotonic()
+    gone = wait_until(
+        lambda: all("n3" not in member_names(m) for m in (m1, m2)) and time.monotonic(),
+        timeout=TTL + GC + 10,
+        what="n3 expired",
+    )
+    took = gone - t0
+    print(f"n3 gone {took:.2f}s after SIGKILL (TTL {TTL}s, GC {GC}s)")
+    # its last refresh was at most TTL/2 before the kill: it cannot expire sooner than TTL/2
+    assert took >= TTL / 2 - 0.5
+
+
+def test_reset_leaves_at_once(world: World) -> None:
+    m1, m2 = world.nodes[1], world.nodes[2]
+    t0 = time.monotonic()
+    r = m2.netctl("reset")
+    assert r.returncode == 0
+    wait_until(lambda: member_names(m1) == {"n1"}, timeout=2 * MARGIN, what="n2 removed from n1")
+    took = time.monotonic() - t0
+    print(f"n2 gone from n1 {took:.2f}s after netctl reset")
+    assert took < TTL / 2  # not an expiry: the delete
+    assert m2.proc is not None and m2.proc.wait(timeout=15) == 0
