@@ -519,7 +519,9 @@ def test_link_config_up_false_and_defaults() -> None:
     got = by_type(run_plan(load_config(LINK + "name: eth1\nup: false\n"), "network-config"))
     assert got["LinkSpecs"]["configuration/eth1"]["up"] is False
     assert "default/eth1" not in got["LinkSpecs"]  # configured: the default layer leaves it alone
-    assert "dhcp4/eth1" not in got.get("OperatorSpecs", {})  # like a static interfaces[] entry
-    devices = by_type(run_plan(load_config(LINK + "name: eth1\nup: false\n")))["DeviceConfigSpecs"]
+    merged = by_type(run_plan(load_config(LINK + "name: eth1\nup: false\n")))
+    assert "dhcp4/eth1" not in merged["OperatorSpecs"]  # like a static interfaces[] entry
+    assert "dhcp4/eth0" in merged["OperatorSpecs"]  # an unconfigured link keeps its default DHCP
+    devices = merged["DeviceConfigSpecs"]
     assert set(devices) == {"eth1/000"}
     assert devices["eth1/000"]["device"]["up"] is False
