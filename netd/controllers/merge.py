@@ -110,8 +110,9 @@ def merge_operators(specs: Iterable[tuple[str, OperatorSpec]]) -> dict[str, Oper
 
 def merge_routing_rules(specs: Iterable[tuple[str, RoutingRuleSpec]]) -> dict[str, RoutingRuleSpec]:
     """RoutingRuleSpecs by ``<family>/<priority 05d>`` (routing-rules.md §2): one rule per
-    family and priority, the higher layer wins. KubeSpan's operator-layer rules sit at a
-    priority the config may not use (32500), so they never collide with config rules."""
+    family and priority, the higher layer wins (configuration over operator, netd.md §4.3).
+    KubeSpan's operator-layer rules take a free priority at or below the reserved 32500
+    (kubespan.md §7.3), so a config rule is not expected to shadow them."""
     return _merge_keyed(specs, RoutingRuleSpec.id)
 
 
