@@ -108,7 +108,7 @@ class NodeOptions:
 
 
 def machine_config_spec(loaded: LoadedConfig) -> MachineConfigSpec:
-    return MachineConfigSpec(config=loaded.config, default_action=loaded.default_action, rules=loaded.rules)
+    return MachineConfigSpec.from_loaded(loaded)
 
 
 class Node:

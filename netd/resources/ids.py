@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-
+from netd.config.names import vlan_link_name as vlan_link_name
 from netd.netip import Addr, Prefix, format_addr, format_prefix
 from netd.resources.enums import ConfigLayer, Family, Operator, RoutingTable
 
@@ -112,10 +111,3 @@ def external_address_id(addr: Addr) -> str:
     """Platform external IPs as AddressStatus: ``external/10.3.5.7/32``."""
     return f"external/{format_addr(addr)}/{addr.max_prefixlen}"
 
-
-def vlan_link_name(base: str, vid: int) -> str:
-    """VLAN link name (netd.md §4.2): ``<base>.<vid>`` if it fits 15 chars, else hashed."""
-    if len(base) + 5 <= 15:
-        return f"{base}.{vid}"
-    digest = hashlib.sha256(base.encode()).hexdigest()[:6]
-    return f"{base[:4]}{digest}.{vid}"
