@@ -205,14 +205,18 @@ def is_public(ip: Addr) -> bool:
 
 def endpoint_order(endpoints: Sequence[Endpoint], local_subnets: Sequence[Network] = ()) -> list[Endpoint]:
     """The order endpoints are tried in (decisions.md "Endpoint order"), stable within each group:
-    on one of this node's connected subnets, then public, then the rest as advertised."""
+    on one of this node's connected subnets, then public, then the rest as advertised.
+
+    Duplicates are dropped (first kept): rotation finds the last endpoint by its
+    first position, so ``[a, b, a, c]`` would otherwise cycle a, b, a, b and never try c.
+    """
 
     def group(ep: Endpoint) -> int:
         if any(ep.ip.version == n.version and ep.ip in n for n in local_subnets):
             return 0
         return 1 if is_public(ep.ip) else 2
 
-    return sorted(endpoints, key=group)
+    return sorted(dict.fromkeys(endpoints), key=group)
 
 
 def next_endpoint(status: PeerStatus, ordered: Sequence[Endpoint]) -> Endpoint | None:
