@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 import pytest
-from harness import Lab, Node
+from harness import Lab, Node, wait_until
 
 from netns.test_address_route_spec import Monitor, Runner, route, start, wait_dad
 
@@ -195,3 +195,70 @@ def test_both_families_restart_is_silent_foreign_rule_untouched_removal_exact(
     second.apply([], [], [])  # every spec gone: exactly ours are removed
     assert {(x["priority"], x["table"]) for x in kernel_rules(n)} == {(1500, "200"), (1600, "201")}
     assert kernel_rules(n, "-6") == []
+
+
+# ---- the whole path: machine config → network-config → merge → rule controller (machined) ----
+
+MACHINE_CONFIG = """version: v1alpha1
+machine:
+  type: worker
+  network:
+    hostname: n
+    interfaces:
+      - interface: eth0
+        addresses: [10.0.0.2/24]
+        routes:
+          - network: 0.0.0.0/0
+            gateway: 10.0.0.1
+---
+apiVersion: v1alpha1
+kind: LinkConfig
+name: eth1
+addresses:
+  - address: 10.91.0.2/24
+routes:
+  - gateway: 10.91.0.1
+    table: "100"
+---
+apiVersion: v1alpha1
+kind: RoutingRuleConfig
+name: "1000"
+src: 10.1.0.0/24
+table: "100"
+---
+apiVersion: v1alpha1
+kind: RoutingRuleConfig
+name: "1100"
+fwMark: 0x100
+fwMask: 0xff00
+table: "100"
+"""
+
+
+def test_machined_applies_routing_rule_configs_and_removes_exactly_a_dropped_one(
+    site: tuple[Node, Node, Node],
+) -> None:
+    from netns.test_api import Machined
+
+    n, _r1, _r2 = site
+    n.sh("ip rule add priority 1600 to 10.8.0.0/16 lookup 201")  # foreign
+    m = Machined(n, MACHINE_CONFIG)
+
+    def v4() -> set[tuple[int, str]]:
+        return {(x["priority"], x["table"]) for x in kernel_rules(n)}
+
+    wait_until(lambda: v4() == {(1000, "100"), (1100, "100"), (1600, "201")}, timeout=30, what="rules")
+    assert {(x["priority"], x["table"]) for x in kernel_rules(n, "-6")} == {(1100, "100")}  # both families
+    wait_until(lambda: ping(n, "10.1.0.1"), timeout=20, what="ping via the second uplink")  # table 100 route
+    ids = {d["metadata"]["id"] for d in m.json("routingrules")}
+    assert {"inet4/00000", "inet4/01000", "inet4/01100", "inet6/01100", "inet4/01600"} <= ids
+    specs = {d["metadata"]["id"] for d in m.json("routingrulespecs")}
+    assert specs == {"inet4/01000", "inet4/01100", "inet6/01100"}
+
+    smaller = n.dir / "smaller.yaml"
+    docs = MACHINE_CONFIG.split("---\n")
+    smaller.write_text("---\n".join(d for d in docs if 'name: "1000"' not in d))
+    assert m.netctl("apply-config", str(smaller)).stdout == "applied\n"
+    wait_until(lambda: v4() == {(1100, "100"), (1600, "201")}, timeout=30, what="rule 1000 removed")
+    assert m.stop() == 0
+    assert v4() == {(1100, "100"), (1600, "201")}  # a plain stop keeps the node's rules
