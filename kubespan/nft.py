@@ -259,6 +259,19 @@ class KubeSpanTable:
         self._listed = listing_digest(self.backend.list_table())
         return True
 
+    @property
+    def record(self) -> tuple[str, str] | None:
+        """(rendering digest, listing digest) of the last apply, for the ownership records: a
+        restarted daemon passes it back (:meth:`adopt`) and an unchanged table is not rewritten."""
+        if self._applied is None or self._listed is None:
+            return None
+        return self._applied, self._listed
+
+    def adopt(self, record: tuple[str, str] | None) -> None:
+        """Take over what a previous process applied (its :attr:`record`); wrong or stale records
+        only cost one rewrite, since the kernel's listing is checked before anything is skipped."""
+        self._applied, self._listed = record if record is not None else (None, None)
+
     def teardown(self) -> bool:
         """Delete the table (only ours); True if it existed."""
         self._applied = self._listed = None
