@@ -135,8 +135,6 @@ def check_link_config(c: Checker, link: LinkConfig) -> None:
         c.error(("name",), msg)
     for k, a in enumerate(link.addresses):
         path: Path = ("addresses", k, "address")
-        if a.route_priority:
-            c.warn((*path[:2], "routePriority"), "not applied yet (the address spec has no route metric)")
         if not a.address:
             c.error(path, "address is required")
             continue

@@ -7,24 +7,27 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from pydantic import BaseModel
 
-from cosi import Context
+from cosi import Context, Input
 from netd.config.cmdline import CmdlineNetworking
 from netd.config.models import Device
-from netd.netip import Prefix, parse_addr, parse_prefix
+from netd.netip import Prefix, format_prefix, parse_addr, parse_prefix
 from netd.resources.address import ADDRESS_SPEC_TYPE, AddressSpec
 from netd.resources.enums import AddressFlags, ConfigLayer, Family, Scope
 from netd.resources.ids import vlan_link_name
+from netd.resources.machine_config import MachineConfigSpec
 
 from .sources import (
+    MACHINE_CONFIG_INPUT,
     LayeredConfigController,
     devices,
     host_links,
     ignored_devices,
     layered,
+    machine_config,
 )
 
 log = logging.getLogger("network.AddressConfigController")
@@ -89,9 +92,36 @@ def config_addresses(devs: Iterable[Device]) -> list[AddressSpec]:
     return out
 
 
+def route_priorities(mc: MachineConfigSpec | None) -> dict[tuple[str, str], int]:
+    """(link, address) → prefix route metric, from LinkConfig ``addresses[].routePriority``
+    (routing-rules.md §5); the v1.6 device entries have no such key."""
+    out: dict[tuple[str, str], int] = {}
+    for link in mc.link_configs if mc is not None else ():
+        for a in link.addresses:
+            if a.route_priority:
+                try:
+                    out[(link.name, format_prefix(parse_config_address(a.address)))] = a.route_priority
+                except ValueError:
+                    continue  # refused at load time
+    return out
+
+
+def with_priorities(specs: list[AddressSpec], priorities: dict[tuple[str, str], int]) -> list[AddressSpec]:
+    if not priorities:
+        return specs
+    out = []
+    for s in specs:
+        p = priorities.get((s.link_name, format_prefix(s.address))) if s.address is not None else None
+        out.append(s.model_copy(update={"priority": p}) if p else s)
+    return out
+
+
 class AddressConfigController(LayeredConfigController):
     name = "network.AddressConfigController"
     spec_type = ADDRESS_SPEC_TYPE
+
+    def inputs(self) -> Sequence[Input]:
+        return [*super().inputs(), MACHINE_CONFIG_INPUT]
 
     def desired(self, ctx: Context) -> dict[str, BaseModel]:
         devs = devices(ctx)
@@ -99,5 +129,6 @@ class AddressConfigController(LayeredConfigController):
         result = self.cmdline.parse(host_links(ctx))
         if result.networking is not None:
             want |= layered(cmdline_addresses(result.networking, ignored_devices(devs)), "cmdline")
-        want |= layered(config_addresses(devs), "configuration")
+        configured = with_priorities(config_addresses(devs), route_priorities(machine_config(ctx)))
+        want |= layered(configured, "configuration")
         return want

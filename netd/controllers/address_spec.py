@@ -165,8 +165,8 @@ def plan_address(
         return Action.EXPIRED
     if kernel is None:
         return Action.ADD
-    if not flags_scope_equal(spec, kernel):
-        return Action.REPLACE
+    if not flags_scope_equal(spec, kernel) or (kernel.rt_priority or 0) != spec.priority:
+        return Action.REPLACE  # (the prefix route's metric is fixed when the address is added)
     have = address_lifetimes(kernel)
     if (want[0] is None) != (have[0] is None) or (want[1] is None) != (have[1] is None):
         return Action.REFRESH
@@ -317,6 +317,7 @@ class AddressSpecController(KernelSpecController[AddressSpec, AddressView]):
                 valid=valid,
                 preferred=preferred,
                 replace=action is Action.REFRESH,
+                priority=spec.priority,
             ),
         )
         return o

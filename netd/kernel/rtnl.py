@@ -156,11 +156,14 @@ def add_address(
     valid: int | None = None,
     preferred: int | None = None,
     replace: bool = False,
+    priority: int = 0,
 ) -> Request:
     """RTM_NEWADDR (create+exclusive, or replace): header flags = low 8 bits of ``flags``,
     IFA_ADDRESS = IFA_LOCAL = IP, IFA_BROADCAST for IPv4 up to /30, IFA_FLAGS = flags,
     IFA_CACHEINFO only for finite lifetimes (None = forever)."""
-    body = codec.new_address(index, address, scope, flags, valid=valid, preferred=preferred)
+    body = codec.new_address(
+        index, address, scope, flags, valid=valid, preferred=preferred, priority=priority
+    )
     return Request(RTM_NEWADDR, CREATE_REPLACE if replace else CREATE_EXCL, body)
 
 

@@ -628,10 +628,12 @@ def new_address(
     *,
     valid: int | None = None,
     preferred: int | None = None,
+    priority: int = 0,
 ) -> AddressRecord:
     """An RTM_NEWADDR body (netd.md §5.2): IFA_ADDRESS = IFA_LOCAL = the IP,
     IFA_BROADCAST for IPv4 up to /30, IFA_FLAGS = all flags (header = low byte),
-    IFA_CACHEINFO only for finite lifetimes (seconds left, None = forever)."""
+    IFA_CACHEINFO only for finite lifetimes (seconds left, None = forever),
+    IFA_RT_PRIORITY (the prefix route's metric) only when set."""
     ip = address.ip
     plen = address.network.prefixlen
     cache = None
@@ -650,6 +652,7 @@ def new_address(
         broadcast=address.network.broadcast_address if address.version == 4 and plen < 31 else None,
         cacheinfo=cache,
         ifa_flags=flags,
+        rt_priority=priority or None,
     )
 
 

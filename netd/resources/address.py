@@ -21,7 +21,7 @@ class AddressSpec(Spec):
     """A desired address. ``validUntil``/``preferredUntil`` are our lease extension
     (decisions.md): RFC 3339 UTC, absent = forever."""
 
-    OMITEMPTY = frozenset({"announce_with_arp", "valid_until", "preferred_until"})
+    OMITEMPTY = frozenset({"announce_with_arp", "valid_until", "preferred_until", "priority"})
 
     address: OptPrefix = None
     link_name: str = ""
@@ -32,6 +32,9 @@ class AddressSpec(Spec):
     layer: ConfigLayer = ConfigLayer.DEFAULT
     valid_until: OptTime = None
     preferred_until: OptTime = None
+    #: Metric of the address's prefix route (IFA_RT_PRIORITY; LinkConfig ``routePriority``,
+    #: newer Talos's AddressSpec ``priority``); 0 = the kernel's default.
+    priority: int = 0
 
     @classmethod
     def configured(

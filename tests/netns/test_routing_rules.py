@@ -216,6 +216,7 @@ kind: LinkConfig
 name: eth1
 addresses:
   - address: 10.91.0.2/24
+    routePriority: 50
 routes:
   - gateway: 10.91.0.1
     table: "100"
@@ -250,6 +251,12 @@ def test_machined_applies_routing_rule_configs_and_removes_exactly_a_dropped_one
     wait_until(lambda: v4() == {(1000, "100"), (1100, "100"), (1600, "201")}, timeout=30, what="rules")
     assert {(x["priority"], x["table"]) for x in kernel_rules(n, "-6")} == {(1100, "100")}  # both families
     wait_until(lambda: ping(n, "10.1.0.1"), timeout=20, what="ping via the second uplink")  # table 100 route
+
+    def prefix_metric() -> int | None:
+        got = [r.get("metric", 0) for r in n.ip_json("route", "show", "10.91.0.0/24")]
+        return got[0] if len(got) == 1 else None
+
+    wait_until(lambda: prefix_metric() == 50, timeout=20, what="routePriority as the prefix route metric")
     ids = {d["metadata"]["id"] for d in m.json("routingrules")}
     assert {"inet4/00000", "inet4/01000", "inet4/01100", "inet6/01100", "inet4/01600"} <= ids
     specs = {d["metadata"]["id"] for d in m.json("routingrulespecs")}

@@ -339,8 +339,6 @@ def test_not_applied_link_settings_are_warnings() -> None:
         LINK + "name: eth1\nmulticast: true\naddresses: [{address: 10.0.0.2/24, routePriority: 5}]\n"
     )
     assert [str(w) for w in loaded.warnings] == [
-        "warning: LinkConfig/eth1: addresses[0].routePriority: not applied yet (the address spec has no "
-        "route metric)",
         "warning: LinkConfig/eth1: multicast: not applied yet (the link spec has no multicast flag)",
     ]
 
@@ -513,6 +511,13 @@ def test_link_config_route_table() -> None:
         run_plan(load_config(LINK + "name: eth1\nroutes: [{gateway: 10.91.0.1, table: local}]\n"))
     )
     assert [r["table"] for r in local["RouteSpecs"].values() if r.get("outLinkName") == "eth1"] == ["local"]
+
+
+def test_link_config_route_priority_is_the_address_spec_priority() -> None:
+    doc = LINK + "name: eth1\naddresses: [{address: 10.91.0.2/24, routePriority: 5}, {address: fd91::2/64}]\n"
+    got = by_type(run_plan(load_config(doc)))["AddressSpecs"]
+    assert got["eth1/10.91.0.2/24"]["priority"] == 5
+    assert "priority" not in got["eth1/fd91::2/64"]  # omitted when unset
 
 
 def test_link_config_up_false_and_defaults() -> None:
