@@ -226,3 +226,31 @@ def test_steady_state_writes_nothing_and_restores_a_vanished_table() -> None:
     assert t.applies == 5
     assert t.teardown() is True and t.teardown() is False and t.deletes == 1
     assert t.apply(r, 1420) is True  # after a teardown the table comes back
+
+
+def test_record_lets_a_new_process_skip_an_unchanged_table() -> None:
+    fake = FakeBackend()
+    first = KubeSpanTable(backend=fake)  # type: ignore[arg-type]
+    r = routed_set([N2], {}, force_routing=True)
+    first.apply(r, 1420)
+    second = KubeSpanTable(backend=fake)  # type: ignore[arg-type]
+    second.adopt(first.record)
+    assert second.apply(r, 1420) is False and len(fake.batches) == 1
+    third = KubeSpanTable(backend=fake)  # type: ignore[arg-type]
+    third.adopt(None)
+    assert third.apply(r, 1420) is True  # no record: one rewrite
+
+
+def test_no_nfnetlink_is_an_error_not_an_exit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # libnftables exit()s when it cannot open its netlink socket: the probe must run first.
+    from netd.kernel import nft_tables
+    from netd.kernel.nftables import NftablesError
+
+    assert nft_tables.netfilter_unavailable() is None  # this host has nf_tables
+    monkeypatch.setattr(
+        nft_tables, "netfilter_unavailable", lambda: "the kernel has no nfnetlink (nf_tables)"
+    )
+    t = KubeSpanTable()
+    with pytest.raises(NftablesError, match="no nfnetlink"):
+        t.apply(RoutedSet(), 1420)
+    assert t.backend._nft is None  # no libnftables context was created

@@ -60,7 +60,7 @@ def test_all_ids_are_prefixed_and_operator_layer() -> None:
     assert sorted(s.rules) == ["kubespan/inet4/32500", "kubespan/inet6/32500"]
     for d in (s.links, s.addresses, s.routes, s.rules):
         for spec in d.values():
-            assert spec.layer == ConfigLayer.OPERATOR  # type: ignore[attr-defined]
+            assert spec.layer == ConfigLayer.OPERATOR
 
 
 def test_link_spec() -> None:
