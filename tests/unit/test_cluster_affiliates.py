@@ -41,7 +41,7 @@ def ips(*texts: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
 
 def test_reference_endpoint_example() -> None:
     """§5.3's example, verbatim."""
-    current = ips("172.20.0.2", "10.5.0.1", "192.168.192.168", "2001:123:4567::1") + [KS, SIDERO]
+    current = [*ips("172.20.0.2", "10.5.0.1", "192.168.192.168", "2001:123:4567::1"), KS, SIDERO]
     public = ips("1.1.1.1", "2001:123:4567::1")
     filters = ["0.0.0.0/0", "!192.168.0.0/16", "2001::/16"]
     assert local_endpoints(current, KS, public, filters) == [
@@ -53,7 +53,7 @@ def test_reference_endpoint_example() -> None:
 
 
 def test_endpoints_without_filters_keep_the_order_and_append_public_ips() -> None:
-    current = ips("10.0.0.1", "fd00:10::1") + [KS]
+    current = [*ips("10.0.0.1", "fd00:10::1"), KS]
     assert local_endpoints(current, KS, ips("203.0.113.9", "10.0.0.1"), []) == [
         "10.0.0.1:51820",
         "[fd00:10::1]:51820",

@@ -57,8 +57,8 @@ def test_every_key_has_a_source() -> None:
 
 
 def test_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    use(monkeypatch, tmp_path, "DISCOVERY_TTL: 6\nKUBESPAN_RECONCILE_INTERVAL: 500ms\nVIP_LEASE_TTL: '1m30s'\n"
-        "VIP_GARP_COUNT: 1\nHCLOUD_API_URL: http://127.0.0.1:8080/v1\n")  # fmt: skip
+    text = "DISCOVERY_TTL: 6\nKUBESPAN_RECONCILE_INTERVAL: 500ms\nVIP_LEASE_TTL: '1m30s'\n"
+    use(monkeypatch, tmp_path, text + "VIP_GARP_COUNT: 1\nHCLOUD_API_URL: http://127.0.0.1:8080/v1\n")
     assert tunables.get("DISCOVERY_TTL") == 6.0
     assert tunables.get("KUBESPAN_RECONCILE_INTERVAL") == 0.5
     assert tunables.get("VIP_LEASE_TTL") == 90.0
