@@ -58,7 +58,10 @@ DEFAULT_ACTIONS = ("accept", "block")
 ROUTING_RULE_ACTIONS = ("unicast", "blackhole", "unreachable", "prohibit")
 #: Model fields beyond the v1.6 keys, set only when a LinkConfig document is turned
 #: into a Device (routing-rules.md §5); the v1.6 allow-list rejects them in YAML.
-BEYOND_V16: dict[str, frozenset[str]] = {"Device": frozenset({"up"}), "Route": frozenset({"table"})}
+BEYOND_V16: dict[str, frozenset[str]] = {
+    "Device": frozenset({"up", "multicast"}),
+    "Route": frozenset({"table"}),
+}
 MACHINE_TYPES = ("controlplane", "init", "worker", "join")
 
 
@@ -245,6 +248,8 @@ class Device(_Model):
     vip: DeviceVIPConfig | None = None
     up: YBool | None = None
     """Only from a LinkConfig (routing-rules.md §5; v1.6 has no such key). None = up."""
+    multicast: YBool | None = None
+    """Only from a LinkConfig: the link's IFF_MULTICAST flag. None = as the kernel has it."""
 
     def prefixes(self) -> list[Prefix]:
         """``addresses`` (or the deprecated ``cidr``) parsed; bare IPs are /32 or /128."""
@@ -534,4 +539,5 @@ class LinkConfig(_Model):
                 for r in self.routes
             ],
             up=self.up,
+            multicast=self.multicast,
         )

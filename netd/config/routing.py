@@ -169,8 +169,6 @@ def check_link_config(c: Checker, link: LinkConfig) -> None:
                 parse_table(r.table)
             except ValueError as e:
                 c.error((*rpath, "table"), str(e))
-    if link.multicast is not None:
-        c.warn(("multicast",), "not applied yet (the link spec has no multicast flag)")
 
 
 # ---------------------------------------------------------------------------- across documents

@@ -191,7 +191,7 @@ def config_links(devs: Iterable[Device], index_of: dict[str, int]) -> list[LinkS
     for d in devs:
         if d.ignore or not d.interface:
             continue
-        spec = LinkSpec(name=d.interface, up=d.up is not False, mtu=d.mtu, layer=layer)
+        spec = LinkSpec(name=d.interface, up=d.up is not False, mtu=d.mtu, multicast=d.multicast, layer=layer)
         upd: dict[str, object] = {}
         if d.bond is not None:
             upd = {

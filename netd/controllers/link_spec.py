@@ -47,7 +47,7 @@ from netd.kernel.links.ops import LinkOps
 from netd.kernel.netlink import LINK_GROUPS
 from netd.kernel.rtnl import KernelError
 from netd.kernel.rtnl_events import RtnlEvents
-from netd.resources.enums import LinkType
+from netd.resources.enums import LinkFlags, LinkType
 from netd.resources.link import LINK_REFRESH_TYPE, LINK_SPEC_TYPE, LinkRefresh, LinkSpec
 from netd.resources.namespaces import NETWORK
 
@@ -90,12 +90,18 @@ class SetMtu:
 
 
 @dataclass(frozen=True)
+class SetMulticast:
+    name: str
+    on: bool
+
+
+@dataclass(frozen=True)
 class SetMaster:
     name: str
     master: int  # ifindex, 0 = detach
 
 
-Action = Create | Delete | Update | SetUp | SetMtu | SetMaster
+Action = Create | Delete | Update | SetUp | SetMtu | SetMulticast | SetMaster
 
 
 # ---- ordering --------------------------------------------------------------------------
@@ -226,6 +232,8 @@ def plan_link(
         actions.append(SetUp(spec.name, spec.up))
     if spec.mtu and spec.mtu != link.mtu:
         actions.append(SetMtu(spec.name, spec.mtu))
+    if spec.multicast is not None and spec.multicast != bool(link.flags & LinkFlags.MULTICAST):
+        actions.append(SetMulticast(spec.name, spec.multicast))
     return actions, problem
 
 
@@ -430,6 +438,9 @@ class LinkSpecController(Controller):
             elif isinstance(a, SetMtu):
                 log.info("link %s: mtu %d", a.name, a.mtu)
                 await ops.set_mtu(link.index, a.mtu)
+            elif isinstance(a, SetMulticast):
+                log.info("link %s: multicast %s", a.name, "on" if a.on else "off")
+                await ops.set_multicast(link.index, a.on)
             elif isinstance(a, SetMaster):
                 log.info("link %s: master index %d", a.name, a.master)
                 await ops.set_master(link.index, a.master)

@@ -214,6 +214,7 @@ class LinkSpec(Spec):
             "wireguard",
         }
     )
+    OMITNONE = frozenset({"multicast"})
 
     name: str = ""
     logical: bool = False
@@ -229,6 +230,8 @@ class LinkSpec(Spec):
     bond_master: BondMasterSpec = Field(default_factory=BondMasterSpec)
     bridge_master: BridgeMasterSpec = Field(default_factory=BridgeMasterSpec)
     wireguard: WireguardSpec = Field(default_factory=WireguardSpec)
+    #: IFF_MULTICAST wanted (LinkConfig ``multicast``); None = left as the kernel has it.
+    multicast: bool | None = None
     layer: ConfigLayer = ConfigLayer.DEFAULT
 
     def id(self) -> str:
@@ -249,6 +252,8 @@ class LinkSpec(Spec):
             value = getattr(higher, name)
             if not value.is_zero():
                 upd[name] = value.model_copy(deep=True)
+        if higher.multicast is not None:
+            upd["multicast"] = higher.multicast
         upd["wireguard"] = self.wireguard.merged(higher.wireguard)
         upd["layer"] = higher.layer
         return self.model_copy(update=upd)

@@ -214,6 +214,7 @@ machine:
 apiVersion: v1alpha1
 kind: LinkConfig
 name: eth1
+multicast: false
 addresses:
   - address: 10.91.0.2/24
     routePriority: 50
@@ -257,6 +258,7 @@ def test_machined_applies_routing_rule_configs_and_removes_exactly_a_dropped_one
         return got[0] if len(got) == 1 else None
 
     wait_until(lambda: prefix_metric() == 50, timeout=20, what="routePriority as the prefix route metric")
+    wait_until(lambda: "MULTICAST" not in n.link("eth1")["flags"], timeout=20, what="multicast off")
     ids = {d["metadata"]["id"] for d in m.json("routingrules")}
     assert {"inet4/00000", "inet4/01000", "inet4/01100", "inet6/01100", "inet4/01600"} <= ids
     specs = {d["metadata"]["id"] for d in m.json("routingrulespecs")}

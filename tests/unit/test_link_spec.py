@@ -21,6 +21,7 @@ from netd.controllers.link_spec import (
     LinkSpecController,
     SetMaster,
     SetMtu,
+    SetMulticast,
     SetUp,
     Update,
     deletion_order,
@@ -493,3 +494,12 @@ def test_flow_update_bumps_the_kind_refresh(applied: Applied, monkeypatch: pytes
     assert h.reconcile() == []  # in sync: no bump either
     r = h.state.get(NETWORK, LINK_REFRESH_TYPE, "wireguard")
     assert r is not None and r.spec == LinkRefresh(generation=1)
+
+
+def test_plan_sets_the_multicast_flag_only_when_the_spec_says_so() -> None:
+    up = LinkFlags.UP | LinkFlags.MULTICAST
+    links = links_of(klink("eth1", 3, flags=up))
+    off = LinkSpec(name="eth1", up=True, multicast=False)
+    assert plan_link(off, links, owned=False)[0] == [SetMulticast("eth1", False)]
+    assert plan_link(LinkSpec(name="eth1", up=True), links, owned=False)[0] == []
+    assert plan_link(LinkSpec(name="eth1", up=True, multicast=True), links, owned=False)[0] == []

@@ -334,13 +334,18 @@ def test_v16_routes_have_no_table() -> None:
     ) == ["v1alpha1: machine.network.interfaces[0].routes[0].table: unknown key"]
 
 
-def test_not_applied_link_settings_are_warnings() -> None:
+def test_every_link_setting_is_applied_no_warnings() -> None:
     loaded = load_config(
         LINK + "name: eth1\nmulticast: true\naddresses: [{address: 10.0.0.2/24, routePriority: 5}]\n"
     )
-    assert [str(w) for w in loaded.warnings] == [
-        "warning: LinkConfig/eth1: multicast: not applied yet (the link spec has no multicast flag)",
-    ]
+    assert [str(w) for w in loaded.warnings] == []
+
+
+def test_link_config_multicast_is_the_link_spec_flag() -> None:
+    on = by_type(run_plan(load_config(LINK + "name: eth1\nmulticast: false\n")))["LinkSpecs"]["eth1"]
+    assert on["multicast"] is False
+    unset = by_type(run_plan(load_config(LINK + "name: eth1\n")))["LinkSpecs"]["eth1"]
+    assert "multicast" not in unset  # None: left as the kernel has it
 
 
 # --------------------------------------------------------------- §2: specs and ids

@@ -19,6 +19,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from netd.kernel.links.base import KernelLink, kernel_link
 from netd.kernel.rtnl import kernel_error
+from netd.resources.enums import LinkFlags
 
 T = TypeVar("T")
 
@@ -75,6 +76,12 @@ class LinkOps:
 
     async def set_mtu(self, index: int, mtu: int) -> None:
         await self._call(f"set link {index} mtu", self._ipr().link("set", index=index, mtu=mtu))
+
+    async def set_multicast(self, index: int, on: bool) -> None:
+        """IFF_MULTICAST on or off (``change`` is the mask of the flags to set)."""
+        flag = int(LinkFlags.MULTICAST)
+        call = self._ipr().link("set", index=index, flags=flag if on else 0, change=flag)
+        await self._call(f"set link {index} multicast", call)
 
     async def set_master(self, index: int, master: int) -> None:
         """Enslave to ``master`` (an ifindex), or detach with 0."""
