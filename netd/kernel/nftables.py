@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import copy
 import enum
+import errno
 import hashlib
 import ipaddress
 import json
+import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -417,6 +419,29 @@ class NftBackend(TypingProtocol):
         ...
 
 
+#: NETLINK_NETFILTER from linux/netlink.h: the socket family libnftables talks over.
+NETLINK_NETFILTER = 12
+
+
+def netfilter_unavailable() -> str | None:
+    """Why libnftables cannot work in this network namespace (None: it can).
+
+    libnftables 1.0.x opens its netfilter netlink socket while it creates a
+    context and calls ``exit()`` when that fails (a kernel without nfnetlink,
+    e.g. our UML kernel), which would take the whole daemon down. Opening the
+    same socket from Python first (it fails with EPROTONOSUPPORT there) turns
+    that into an error the controller reports (decisions.md "Degraded, not dead").
+    """
+    try:
+        s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+    except OSError as e:
+        if e.errno == errno.EPROTONOSUPPORT:
+            return "the kernel has no nfnetlink (nf_tables)"
+        return f"cannot open a netfilter netlink socket: {e.strerror or e}"
+    s.close()
+    return None
+
+
 class LibNftables:
     """Runs JSON through libnftables in the caller's network namespace.
 
@@ -429,6 +454,9 @@ class LibNftables:
 
     def _ctx(self) -> Any:
         if self._nft is None:
+            why = netfilter_unavailable()
+            if why is not None:
+                raise NftablesError(f"nftables unavailable: {why}")
             try:
                 import nftables  # Debian's libnftables1 through the pip-nftables binding
 

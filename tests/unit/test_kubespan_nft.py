@@ -243,12 +243,12 @@ def test_record_lets_a_new_process_skip_an_unchanged_table() -> None:
 
 def test_no_nfnetlink_is_an_error_not_an_exit(monkeypatch: pytest.MonkeyPatch) -> None:
     # libnftables exit()s when it cannot open its netlink socket: the probe must run first.
-    from netd.kernel import nft_tables
+    from netd.kernel import nftables
     from netd.kernel.nftables import NftablesError
 
-    assert nft_tables.netfilter_unavailable() is None  # this host has nf_tables
+    assert nftables.netfilter_unavailable() is None  # this host has nf_tables
     monkeypatch.setattr(
-        nft_tables, "netfilter_unavailable", lambda: "the kernel has no nfnetlink (nf_tables)"
+        nftables, "netfilter_unavailable", lambda: "the kernel has no nfnetlink (nf_tables)"
     )
     t = KubeSpanTable()
     with pytest.raises(NftablesError, match="no nfnetlink"):
