@@ -862,7 +862,7 @@ def route_status(r: RouteRecord, link_names: Mapping[int, str]) -> RouteStatus:
 
 
 def address_status(a: AddressRecord, link_name: str) -> AddressStatus:
-    """The AddressStatus of an address record (as :func:`netd.kernel.rtnl_decode.address_status`)."""
+    """The AddressStatus of an address record."""
     ip = a.ip
     values = {
         "address": _interface(ip, a.prefixlen) if ip is not None and not isinstance(ip, bytes) else None,

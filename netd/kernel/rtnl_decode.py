@@ -1,4 +1,4 @@
-"""Link records (the lean codec's) → LinkStatus, and a pyroute2 address message → AddressStatus.
+"""Link records (the lean codec's) → LinkStatus.
 
 Pure functions, so the status controllers and ``netctl plan`` share one
 translation. The per-kind IFLA_INFO_DATA decoders come from the link-kind
@@ -9,7 +9,6 @@ still uses pyroute2's attribute classes, for its full IFLA_BOND_* table).
 
 from __future__ import annotations
 
-import ipaddress
 import struct
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,14 +17,10 @@ from netd.kernel.links.bond import decode_info_data as decode_bond_data
 from netd.kernel.netlink import NLA_HDR, NLA_TYPE_MASK
 from netd.kernel.rtnl_codec import LinkRecord
 from netd.kernel.sysfs import device_info
-from netd.resources.address import AddressStatus
 from netd.resources.enums import (
-    AddressFlags,
-    Family,
     LinkFlags,
     LinkType,
     OperationalState,
-    Scope,
     VLANProtocol,
 )
 from netd.resources.link import BridgeMasterSpec, LinkStatus, STPSpec, VLANSpec
@@ -109,27 +104,3 @@ def link_status(rec: LinkRecord, with_sysfs: bool = True) -> tuple[str, LinkStat
         link_state=bool(rec.carrier) and bool(rec.flags & LinkFlags.UP),
         **extra,
     )
-
-
-def address_status(msg: Any, link_name: str) -> AddressStatus:
-    """AddressStatus of an RTM_NEWADDR message on the named link."""
-    family = Family(msg["family"])
-    addr_text = msg.get_attr("IFA_ADDRESS") or msg.get_attr("IFA_LOCAL")
-    local = msg.get_attr("IFA_LOCAL")
-    flags = msg.get_attr("IFA_FLAGS")
-    if flags is None:
-        flags = msg["flags"]
-    return AddressStatus(
-        address=ipaddress.ip_interface(f"{local or addr_text}/{msg['prefixlen']}"),
-        local=ipaddress.ip_address(local) if local and local != addr_text else None,
-        broadcast=msg.get_attr("IFA_BROADCAST") or None,
-        link_index=msg["index"],
-        link_name=link_name,
-        family=family,
-        scope=Scope(msg["scope"]),
-        flags=AddressFlags(flags),
-    )
-
-
-# Routes (by the ten thousand) are decoded by the lean codec, netd.kernel.rtnl_codec.
-

@@ -3,7 +3,7 @@
 For generated route, address and link values (both families, each optional
 attribute present or absent): our bytes decoded by pyroute2's message classes
 give the values, pyroute2's bytes decoded by us give the values, and ours
-round-trip. The status translations agree with :mod:`netd.kernel.rtnl_decode`.
+round-trip. The address status agrees with one built from pyroute2's decoding.
 """
 
 from __future__ import annotations
@@ -24,10 +24,9 @@ from netd.controllers.address_spec import wanted_lifetimes
 from netd.controllers.route_spec import desired_route
 from netd.kernel import netlink as nl
 from netd.kernel import rtnl_codec as c
-from netd.kernel import rtnl_decode
 from netd.kernel.rtnl import add_address
 from netd.netip import format_prefix, parse_addr, parse_prefix
-from netd.resources.address import AddressSpec
+from netd.resources.address import AddressSpec, AddressStatus
 from netd.resources.enums import (
     AddressFlags,
     ConfigLayer,
@@ -376,6 +375,25 @@ def test_route_status_matches_the_record(r: c.RouteRecord) -> None:
     assert ours.out_link_name == names.get(rec.oif or 0, "") and ours.table == rec.table
 
 
+def pyroute2_address_status(msg: Any, link_name: str) -> AddressStatus:
+    """The AddressStatus of a pyroute2-decoded RTM_NEWADDR: the independent oracle."""
+    addr_text = msg.get_attr("IFA_ADDRESS") or msg.get_attr("IFA_LOCAL")
+    local = msg.get_attr("IFA_LOCAL")
+    flags = msg.get_attr("IFA_FLAGS")
+    if flags is None:
+        flags = msg["flags"]
+    return AddressStatus(
+        address=ipaddress.ip_interface(f"{local or addr_text}/{msg['prefixlen']}"),
+        local=ipaddress.ip_address(local) if local and local != addr_text else None,
+        broadcast=msg.get_attr("IFA_BROADCAST") or None,
+        link_index=msg["index"],
+        link_name=link_name,
+        family=Family(msg["family"]),
+        scope=Scope(msg["scope"]),
+        flags=AddressFlags(flags),
+    )
+
+
 @settings(max_examples=200, deadline=None)
 @given(address_records())
 def test_address_status_matches_rtnl_decode(a: c.AddressRecord) -> None:
@@ -385,7 +403,7 @@ def test_address_status_matches_rtnl_decode(a: c.AddressRecord) -> None:
     msg = ifaddrmsg(data)
     msg.decode()
     ours = c.address_status(only(data).body, "eth0")
-    theirs = rtnl_decode.address_status(msg, "eth0")
+    theirs = pyroute2_address_status(msg, "eth0")
     assert ours.model_dump() == theirs.model_dump()
 
 
