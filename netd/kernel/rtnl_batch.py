@@ -332,6 +332,44 @@ class RtnlBatch:
                 raise DumpInterrupted
         raise AssertionError("unreachable")
 
+    async def dump_raw_async(
+        self, msg_type: int, family: int = 0, attempts: int = 5
+    ) -> list[tuple[int, bytes]]:
+        """A dump as raw ``(message type, message bytes)`` pairs, not decoded: for callers
+        that decode only some messages, or with another decoder (the status controllers)."""
+        for attempt in range(attempts):
+            seq = self._next_seq()
+            self._send(codec.dump_request(msg_type, family, seq))
+            out: list[tuple[int, bytes]] = []
+            done = interrupted = False
+            while not done:
+                data = self._recv()
+                if data is None:
+                    await self._wait_async()
+                    continue
+                pos, total = 0, len(data)
+                while pos + NLMSGHDR.size <= total:
+                    length, mtype, flags, mseq, _pid = NLMSGHDR.unpack_from(data, pos)
+                    if length < NLMSGHDR.size or pos + length > total:
+                        break
+                    if mseq == seq:
+                        interrupted |= bool(flags & NLM_F_DUMP_INTR)
+                        if mtype == NLMSG_DONE:
+                            done = True
+                            break
+                        if mtype == NLMSG_ERROR:
+                            code = -struct.unpack_from("=i", data, pos + NLMSGHDR.size)[0]
+                            if code:
+                                raise OSError(code, f"rtnetlink dump: {os.strerror(code)}")
+                        else:
+                            out.append((mtype, data[pos : pos + length]))
+                    pos += (length + 3) & ~3
+            if not interrupted:
+                return out
+            if attempt == attempts - 1:
+                raise DumpInterrupted
+        raise AssertionError("unreachable")
+
     async def dump_async(self, msg_type: int, family: int = 0, attempts: int = 5) -> list[Any]:
         """Every record of an RTM_GET{LINK,ADDR,ROUTE,RULE} dump, waiting on the event loop."""
         for attempt in range(attempts):

@@ -38,25 +38,16 @@ import asyncio
 import contextlib
 import errno
 import logging
-import os
 import socket
-import struct
 from collections.abc import Callable
 
 from netd.kernel.netlink import (
+    AF_UNSPEC,
     NETLINK_ROUTE,
-    NLM_F_DUMP,
-    NLM_F_DUMP_INTR,
-    NLM_F_REQUEST,
-    NLMSG_DONE,
-    NLMSG_ERROR,
     NLMSGHDR,
-    RTM_GETADDR,
-    RTM_GETLINK,
-    RTM_GETROUTE,
-    RTM_GETRULE,
     SO_RCVBUFFORCE,
 )
+from netd.kernel.rtnl_batch import RtnlBatch
 
 log = logging.getLogger("netd.rtnl")
 
@@ -81,13 +72,6 @@ EVENTS_RCVBUF = 8 << 20
 WATCH_COALESCE = 0.05
 
 _HDR = NLMSGHDR
-# Request bodies: ifinfomsg (16 bytes), ifaddrmsg (8), rtmsg (12), fib_rule_hdr (12);
-# zeroed but for the family.
-_BODY = {RTM_GETLINK: 16, RTM_GETADDR: 8, RTM_GETROUTE: 12, RTM_GETRULE: 12}
-
-
-class DumpInterrupted(Exception):
-    """The kernel changed the dumped table while we read it (NLM_F_DUMP_INTR)."""
 
 
 def _open(groups: int = 0, rcvbuf: int | None = None) -> socket.socket:
@@ -277,68 +261,8 @@ def split(datagram: bytes) -> list[tuple[int, bytes]]:
     return out
 
 
-async def dump(msg_type: int, family: int = socket.AF_UNSPEC, attempts: int = 5) -> list[tuple[int, bytes]]:
-    """A full RTM_GETLINK/GETADDR/GETROUTE dump as raw (type, message) pairs;
-    retried when the kernel says it was interrupted by a change."""
-    for attempt in range(attempts):
-        try:
-            return await _dump_once(msg_type, family)
-        except DumpInterrupted:
-            if attempt == attempts - 1:
-                raise
-    raise AssertionError("unreachable")
-
-
-async def _dump_once(msg_type: int, family: int) -> list[tuple[int, bytes]]:
-    loop = asyncio.get_running_loop()
-    sock = _open(0, rcvbuf=1 << 20)
-    try:
-        body = bytearray(_BODY[msg_type])
-        body[0] = family
-        seq = 1
-        header = _HDR.pack(_HDR.size + len(body), msg_type, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
-        sock.send(header + bytes(body))
-        out: list[tuple[int, bytes]] = []
-        interrupted = False
-        while True:
-            data = await _recv(loop, sock)
-            done = False
-            for mtype, message in split(data):
-                flags = _HDR.unpack_from(message)[2]
-                if flags & NLM_F_DUMP_INTR:
-                    interrupted = True
-                if mtype == NLMSG_DONE:
-                    done = True
-                    break
-                if mtype == NLMSG_ERROR:
-                    code = -struct.unpack_from("=i", message, _HDR.size)[0]
-                    if code:
-                        raise OSError(code, f"rtnetlink dump: {os.strerror(code)}")
-                    continue
-                out.append((mtype, message))
-            if done:
-                break
-        if interrupted:
-            raise DumpInterrupted
-        return out
-    finally:
-        sock.close()
-
-
-async def _recv(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> bytes:
-    while True:
-        try:
-            return sock.recv(RECV_SIZE)
-        except BlockingIOError:
-            fut: asyncio.Future[None] = loop.create_future()
-            fd = sock.fileno()
-            loop.add_reader(fd, _wake, fut)
-            try:
-                await fut
-            finally:
-                loop.remove_reader(fd)
-
-
-def _wake(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
+async def dump(msg_type: int, family: int = AF_UNSPEC) -> list[tuple[int, bytes]]:
+    """A full RTM_GET{LINK,ADDR,ROUTE,RULE} dump as raw (type, message) pairs, over a
+    short-lived socket of its own (retried when a change interrupted it)."""
+    with RtnlBatch(_open(0, rcvbuf=1 << 20)) as batch:
+        return await batch.dump_raw_async(msg_type, family)
