@@ -114,6 +114,12 @@ class Machined:
         self.proc.wait(timeout=10)
 
 
+def listening(node: Node, port: int) -> bool:
+    """A TCP listener on SERVICE_IP:port (grpc binds dual-stack: ``[::ffff:10.0.0.254]:3001``)."""
+    out = node.run(["ss", "-Hltn", f"sport = :{port}"], check=False).stdout
+    return SERVICE_IP in out
+
+
 class Service:
     def __init__(self, node: Node, env: dict[str, str]) -> None:
         self.node = node
@@ -126,8 +132,7 @@ class Service:
         wait_until(self._listening, timeout=30, what="discovery-service listening")
 
     def _listening(self) -> bool:
-        out = self.node.run(["ss", "-Hltn", "sport = :3000"], check=False).stdout
-        return SERVICE_IP in out
+        return listening(self.node, 3000)
 
     def stop(self) -> None:
         assert self.proc is not None
@@ -354,3 +359,74 @@ def test_reset_leaves_at_once(world: World) -> None:
     assert m2.proc is not None and m2.proc.wait(timeout=15) == 0
     log = "".join(p.read_text() for p in m2.node.log_dir.glob("*machined*.log"))
     assert "left the cluster: AffiliateDelete confirmed" in log
+
+
+REPLICATED_ID = "replicated-cluster"
+
+
+def test_replicated_service(world: World) -> None:
+    """Two ``--store etcd`` replicas on one real etcd (in the service's node), nodes split between
+    them: every node sees every other; one replica killed and restarted empty loses nothing."""
+    ds = world.service.node
+    data = ds.dir / "etcd"
+    etcd = ds.popen(
+        [
+            "etcd", "--name", "t", "--data-dir", str(data),
+            "--listen-client-urls", "http://127.0.0.1:2379", "--advertise-client-urls", "http://127.0.0.1:2379",
+            "--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
+            "--initial-cluster", "t=http://127.0.0.1:2380", "--log-level", "warn",
+        ]
+    )  # fmt: skip
+    try:
+        health = [sys.executable, "-c", "import httpx; print(httpx.get('http://127.0.0.1:2379/health').text)"]
+        wait_until(
+            lambda: '"health":"true"' in ds.run(health, check=False).stdout, timeout=30, what="etcd healthy"
+        )
+        replicas: dict[int, subprocess.Popen[str]] = {}
+
+        def replica(port: int) -> None:
+            argv = [SERVICE, "--listen", f"{SERVICE_IP}:{port}", "--store", "etcd", "--gc-interval", str(GC),
+                    "--etcd-endpoints", "http://127.0.0.1:2379"]  # fmt: skip
+            replicas[port] = proc = ds.popen(argv, env=world.env)
+            wait_until(
+                lambda: proc.poll() is not None or listening(ds, port), timeout=30, what=f"replica :{port}"
+            )
+            assert proc.poll() is None, [
+                p.read_text()[-2000:] for p in ds.log_dir.glob("*discovery-service*")
+            ]
+
+        replica(3001)
+        replica(3002)
+        nodes = []
+        for i, port in ((6, 3001), (7, 3001), (8, 3002)):
+            text = config(i, cluster_id=REPLICATED_ID).replace(ENDPOINT, f"http://{SERVICE_IP}:{port}")
+            nodes.append(world.add(i, text))
+        want = {"n6", "n7", "n8"}
+        watches = [MemberWatch(m, want) for m in nodes]
+        for m, w in zip(nodes, watches, strict=True):
+            m.start()
+            w.start()
+        try:
+            wait_until(lambda: all(w.done for w in watches), timeout=30, what="replicated members")
+        finally:
+            for w in watches:
+                w.stop()
+        seen = {m.node.name: (w.done or 0) - m.started for m, w in zip(nodes, watches, strict=True)}
+        print(
+            "replicated: members complete after start: " + ", ".join(f"{k} {v:.2f}s" for k, v in seen.items())
+        )
+        assert max(seen.values()) < MEMBERS_DEADLINE * MARGIN, seen
+
+        # kill the replica n8 talks to, restart it (it holds nothing itself): nothing is lost
+        replicas[3002].send_signal(signal.SIGKILL)
+        replicas[3002].wait(timeout=10)
+        replica(3002)
+        assert watch_members(nodes, want, TTL) == []
+        for m in nodes:
+            m.netctl("reset")
+        for p in replicas.values():
+            p.send_signal(signal.SIGTERM)
+            p.wait(timeout=15)
+    finally:
+        etcd.send_signal(signal.SIGTERM)
+        etcd.wait(timeout=15)
