@@ -23,6 +23,11 @@ machine:
           - network: 0.0.0.0/0
             gateway: 192.0.2.1
 cluster:
+  discovery:  # local Affiliate and Member, no network traffic
+    enabled: true
+    registries:
+      service:
+        disabled: true
   network:
     podSubnets: [10.244.0.0/16]
     serviceSubnets: [10.96.0.0/12]
