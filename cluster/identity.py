@@ -15,7 +15,7 @@ import os
 import secrets
 from dataclasses import dataclass
 
-from netd.kernel.files import write_if_changed
+from netd.kernel.files import write_if_changed, yaml_map
 
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 _INDEX = {c: i for i, c in enumerate(ALPHABET)}
@@ -90,15 +90,7 @@ class NodeIdentity:
 
 def parse_node_identity(text: str, path: str) -> NodeIdentity:
     """The one-key YAML document ``nodeId: <base62>``; an empty or missing value is an error."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
-
-    try:
-        data = YAML(typ="safe", pure=True).load(text)
-    except YAMLError as e:
-        raise IdentityError(f"{path}: not YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise IdentityError(f"{path}: want a map with nodeId, got {type(data).__name__}")
+    data = yaml_map(text, path, IdentityError, "a map with nodeId")
     value = data.get("nodeId")
     if not isinstance(value, str) or not value:
         raise IdentityError(f"{path}: nodeId: empty (refusing to make up a new node identity)")

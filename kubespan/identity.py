@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
+from netd.kernel.files import yaml_map
+
 KUBESPAN_IDENTITY_FILE = "kubespan-identity.yaml"
 PURPOSE_BOOTSTRAP = 0x01
 PURPOSE_KUBESPAN = 0x02
@@ -168,15 +170,7 @@ def render_identity_file(keys: KubeSpanKeys) -> bytes:
 def parse_identity_file(text: str, path: str) -> KubeSpanKeys:
     """Keys from ``kubespan-identity.yaml``; address/subnet accepted in any form and ignored.
     The public key is recomputed from the private one (a mismatch is an error)."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
-
-    try:
-        data = YAML(typ="safe", pure=True).load(text)
-    except YAMLError as e:
-        raise KubeSpanIdentityError(f"{path}: not YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise KubeSpanIdentityError(f"{path}: want a map, got {type(data).__name__}")
+    data = yaml_map(text, path, KubeSpanIdentityError)
     priv = data.get("privateKey")
     if not isinstance(priv, str) or not priv:
         raise KubeSpanIdentityError(f"{path}: privateKey: empty")

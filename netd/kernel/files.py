@@ -18,6 +18,7 @@ import contextlib
 import os
 import stat
 import tempfile
+from typing import Any
 
 DIR_MODE = 0o755
 
@@ -73,3 +74,18 @@ def write_if_changed(path: str, contents: bytes, mode: int = 0o644) -> bool:
         raise
     _fsync_dir(directory)
     return True
+
+
+def yaml_map(text: str, path: str, error: type[Exception], want: str = "a map") -> dict[str, Any]:
+    """A small state file (``node-identity.yaml``, ``kubespan-identity.yaml``) as a map;
+    ``error`` (naming the file) when it is not YAML or not a map."""
+    from ruamel.yaml import YAML  # only the identity files need it: off the start-up path
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        data = YAML(typ="safe", pure=True).load(text)
+    except YAMLError as e:
+        raise error(f"{path}: not YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: want {want}, got {type(data).__name__}")
+    return data

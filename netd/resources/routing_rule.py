@@ -28,10 +28,10 @@ def routing_rule_id(family: Family, priority: int, n: int = 1) -> str:
     return base if n <= 1 else f"{base}/{n}"
 
 
-class RoutingRuleSpec(Spec):
-    """A desired rule. ``table`` is the lookup table of a ``unicast`` rule (0 for the
-    other actions); ``fw_mask`` 0 with a mark set means "all bits" (the kernel's
-    default mask 0xffffffff)."""
+class RoutingRuleStatus(Spec):
+    """A kernel rule (any family, foreign and the kernel's own included). ``table`` is the
+    lookup table of a ``unicast`` rule (0 for the other actions); ``fw_mask`` 0 with a
+    mark set means "all bits" (the kernel's default mask 0xffffffff)."""
 
     OMITEMPTY = frozenset({"src", "dst", "iif_name", "oif_name", "fw_mark", "fw_mask"})
 
@@ -45,27 +45,15 @@ class RoutingRuleSpec(Spec):
     oif_name: str = ""
     fw_mark: int = 0
     fw_mask: int = 0
+
+
+class RoutingRuleSpec(RoutingRuleStatus):
+    """A desired rule: the status fields plus the config layer it came from."""
+
     layer: ConfigLayer = ConfigLayer.DEFAULT
 
     def id(self) -> str:
         return routing_rule_id(self.family, self.priority)
-
-
-class RoutingRuleStatus(Spec):
-    """A kernel rule (any family, foreign and the kernel's own included)."""
-
-    OMITEMPTY = frozenset({"src", "dst", "iif_name", "oif_name", "fw_mark", "fw_mask"})
-
-    family: Family = Family.INET4
-    src: OptPrefix = None
-    dst: OptPrefix = None
-    table: RoutingTable = RoutingTable.UNSPEC
-    priority: int = 0
-    action: RoutingRuleAction = RoutingRuleAction.UNICAST
-    iif_name: str = ""
-    oif_name: str = ""
-    fw_mark: int = 0
-    fw_mask: int = 0
 
 
 ROUTING_RULE_SPEC_DEFINITION = ResourceDefinition(
