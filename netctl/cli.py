@@ -31,6 +31,7 @@ COMMANDS: list[Command] = [
     Command("reset", "tear down the network config this node applied and stop machined", "netctl.cmd_reset"),
     Command("inspect", "inspect machined (dependencies: controller graph as graphviz)", "netctl.cmd_inspect"),
     Command("version", "print the client and server versions", "netctl.cmd_version"),
+    Command("cluster", "local clusters in network namespaces (create, show, destroy)", "netctl.cluster.cmd"),
 ]
 
 
