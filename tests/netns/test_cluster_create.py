@@ -304,3 +304,33 @@ def test_destroy_after_create_killed(clusters: Clusters, when: str) -> None:
     out = clusters.netctl("destroy", "--name", name).stdout
     assert f"cluster {name} destroyed" in out
     assert leftovers(clusters.root, name, pids) == []
+
+
+def test_ctrl_c_during_create_leaves_nothing(clusters: Clusters) -> None:
+    """SIGINT (the terminal's Ctrl-C) half-way: `create` removes what it made and exits 130."""
+    name = clusters.name()
+    argv = [NETCTL, "cluster", "create", "--name", name, "--nodes", "4", "--sites", "2"]
+    proc = subprocess.Popen(
+        [*argv, "--state-dir", str(clusters.root)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    pids: set[int] = set()
+
+    def machined_started() -> bool:
+        rec = _record_or_none(clusters.root, name)
+        if rec is not None:
+            pids.update(recorded_pids(rec))
+        return rec is not None and rec.process(ROLE_MACHINED, "n1") is not None
+
+    try:
+        wait_until(machined_started, timeout=60, interval=0.01, what="machined of n1 recorded")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "removed" in err
+    assert leftovers(clusters.root, name, pids) == []
