@@ -224,16 +224,18 @@ def _wait(what: str, ok: Callable[[], bool], timeout: float, failed: Callable[[]
 # ---- checks -----------------------------------------------------------------------------------
 
 
-def check_host() -> None:
+def check_host(*, daemons: bool = True) -> None:
+    """Root and the tools; the daemons' executables only when about to start them (destroy
+    must work even when the installation is broken)."""
     if os.geteuid() != 0:
         raise ProvisionError("needs root (network namespaces, veth links, mounts)")
-    missing = [t for t in TOOLS if shutil.which(t) is None]
+    missing = [t for t in (TOOLS if daemons else ("ip",)) if shutil.which(t) is None]
     if missing:
         raise ProvisionError(
             f"missing tools: {', '.join(missing)} (apt-get install iproute2 util-linux nftables)"
         )
     for exe in (MACHINED, DISCOVERY_SERVICE):
-        if not exe.exists():
+        if daemons and not exe.exists():
             raise ProvisionError(f"{exe} not found: install the project (make setup)")
 
 
@@ -512,7 +514,7 @@ def destroy(name: str, state_dir: Path | None = None) -> list[str]:
     when the record is missing (a `create` killed before it wrote one). The directory is
     removed last and only when all else is gone, so a failed destroy can be run again."""
     topology.check_name(name)
-    check_host()
+    check_host(daemons=False)
     directory = (state_dir or default_state_dir()) / name
     try:
         record: ClusterRecord | None = ClusterRecord.load(directory)

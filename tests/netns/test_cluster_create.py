@@ -5,6 +5,7 @@ concurrent runs never share one, under a short private ``--state-dir`` (the API 
 must fit a unix socket address). A fixture destroys whatever a test made, also when it fails.
 
 Proven:
+- 3 nodes in 1 site; one node's machined stopped (`show` says so) and restarted;
 - 4 nodes in 2 sites: every node lists all 4 as members through its own API; a node reaches
   the other site's nodes at their public addresses but not at their private ones; `show`
   prints the nodes with their addresses; `destroy` leaves no namespace, process, mount, link
@@ -34,7 +35,15 @@ from typing import Any
 import pytest
 from harness import wait_until
 
-from netctl.cluster import ClusterNotFound, ClusterRecord, destroy, enter_node, load
+from netctl.cluster import (
+    ClusterNotFound,
+    ClusterRecord,
+    destroy,
+    enter_node,
+    load,
+    restart_machined,
+    stop_machined,
+)
 from netctl.cluster import create as create_cluster
 from netctl.cluster.state import ROLE_MACHINED
 
@@ -107,8 +116,12 @@ def members(record: ClusterRecord, node: str) -> dict[str, dict[str, Any]]:
 def wait_members(record: ClusterRecord) -> None:
     want = {n.name for n in record.plan.nodes}
     for n in record.plan.nodes:
+
+        def complete(node: str = n.name) -> bool:
+            return set(members(record, node)) == want
+
         wait_until(
-            lambda n=n: set(members(record, n.name)) == want,
+            complete,
             timeout=MEMBERS_DEADLINE,
             interval=0.3,
             what=f"{n.name} listing members {sorted(want)}",
@@ -207,6 +220,31 @@ def test_four_nodes_two_sites(clusters: Clusters) -> None:
     assert host_links() == links_before
     r = clusters.netctl("destroy", "--name", name, check=False)
     assert r.returncode == 1 and "no cluster" in r.stderr
+
+
+def test_three_nodes_one_site_and_a_machined_restart(clusters: Clusters) -> None:
+    name = clusters.name()
+    record = clusters.create(name, "--nodes", "3")
+    assert [(n.name, n.site, n.private) for n in record.plan.nodes] == [
+        ("n1", 1, "10.1.0.11/24"),
+        ("n2", 1, "10.1.0.12/24"),
+        ("n3", 1, "10.1.0.13/24"),
+    ]
+    wait_members(record)
+    assert pings(record, "n2", record.plan.node("n3").public)
+
+    # the Python API the demo uses: a node's machined down, then back
+    stop_machined(record, "n3")
+    show = clusters.netctl("show", "--name", name).stdout
+    line = next(ln for ln in show.splitlines() if ln.startswith("n3 "))
+    assert "stopped" in line and "n/a" in line
+    restart_machined(record, "n3")
+    assert load(name, clusters.root).process(ROLE_MACHINED, "n3") == record.process(ROLE_MACHINED, "n3")
+    wait_members(record)
+
+    pids = recorded_pids(record)
+    clusters.netctl("destroy", "--name", name)
+    assert leftovers(clusters.root, name, pids) == []
 
 
 def test_kubespan_configs_and_daemons(clusters: Clusters) -> None:
