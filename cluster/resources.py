@@ -26,6 +26,7 @@ KUBESPAN_CONFIG_TYPE = "KubeSpanConfigs.kubespan.talos.dev"
 AFFILIATE_TYPE = "Affiliates.cluster.talos.dev"
 MEMBER_TYPE = "Members.cluster.talos.dev"
 KUBESPAN_IDENTITY_TYPE = "KubeSpanIdentities.kubespan.talos.dev"
+DISCOVERY_STATUS_TYPE = "DiscoveryServiceStatuses.cluster.talos.dev"
 
 DISCOVERY_CONFIG_ID = "cluster"
 KUBESPAN_CONFIG_ID = "kubespan"
@@ -36,6 +37,8 @@ NODE_IDENTITY_ID = "local"
 SERVICE_PREFIX = "service/"
 #: The public IP seen by the discovery service: AddressStatus ``cluster``/``service`` (§4.7 step 3).
 SERVICE_ADDRESS_ID = "service"
+#: The one DiscoveryServiceStatus.
+DISCOVERY_STATUS_ID = "service"
 
 NAMESPACE_DESCRIPTIONS: dict[str, str] = {
     CLUSTER_RAW: "Cluster discovery: affiliates as each registry reports them (service/<id>, k8s/<id>).",
@@ -178,6 +181,18 @@ class AffiliateSpec(Spec):
     control_plane: ControlPlaneSpec | None = None
 
 
+class DiscoveryServiceStatusSpec(Spec):
+    """``cluster``/``service``: this node's session with the discovery service (not in the
+    reference). ``synced`` turns true once the first Watch snapshot arrived: until then the
+    member list is not the cluster's, which KubeSpan must know after a restart (it keeps its
+    peers instead of dropping those it has not heard of yet, decisions.md "Restarts")."""
+
+    endpoint: str = ""
+    synced: bool = False
+    affiliates: int = 0
+    public_ip: OptAddr = Field(None, alias="publicIP")
+
+
 class MemberSpec(Spec):
     """kubespan.md §5.5; id = nodename."""
 
@@ -245,8 +260,22 @@ MEMBER_DEFINITION = ResourceDefinition(
     ),
 )
 
+DISCOVERY_STATUS_DEFINITION = ResourceDefinition(
+    type=DISCOVERY_STATUS_TYPE,
+    display_type="DiscoveryServiceStatus",
+    default_namespace=CLUSTER,
+    spec_model=DiscoveryServiceStatusSpec,
+    print_columns=(
+        ("ENDPOINT", "{.endpoint}"),
+        ("SYNCED", "{.synced}"),
+        ("AFFILIATES", "{.affiliates}"),
+        ("PUBLIC IP", "{.publicIP}"),
+    ),
+)
+
 ALL_DEFINITIONS: list[ResourceDefinition] = [
     DISCOVERY_CONFIG_DEFINITION,
+    DISCOVERY_STATUS_DEFINITION,
     KUBESPAN_CONFIG_DEFINITION,
     KUBESPAN_IDENTITY_DEFINITION,
     AFFILIATE_DEFINITION,
@@ -259,5 +288,8 @@ def register_all(state: State) -> None:
     which registers ``cluster`` itself and the node Identity)."""
     for name, description in NAMESPACE_DESCRIPTIONS.items():
         state.add_namespace(name, description)
+    from kubespan.resources import register_all as register_kubespan
+
     for d in ALL_DEFINITIONS:
         state.register(d)
+    register_kubespan(state)

@@ -160,6 +160,7 @@ class DiscoveryClient:
         # Discovered state.
         self._discovered: dict[str, DiscoveredAffiliate] = {}
         self._public_ip = b""
+        self._synced = False
         self.changed = asyncio.Event()
 
         self._channel: grpc.aio.Channel | None = None
@@ -201,6 +202,13 @@ class DiscoveryClient:
 
     def get_affiliates(self) -> list[DiscoveredAffiliate]:
         return [self._discovered[k] for k in sorted(self._discovered)]
+
+    @property
+    def synced(self) -> bool:
+        """True once a Watch snapshot was applied: the affiliates are the cluster's, not just
+        what this process happened to learn so far (stays true across reconnects, which keep
+        the last known members until the next snapshot)."""
+        return self._synced
 
     def get_public_ip(self) -> Addr | None:
         """This node's address as the service saw it in the last Hello (None if unknown)."""
@@ -425,6 +433,7 @@ class DiscoveryClient:
         """§4.6 apply(): errors in one affiliate never affect the others."""
         if snapshot:
             self._discovered = {}
+            self._synced = True
         for aff in reply.affiliates:
             if aff.id == self.affiliate_id:
                 continue

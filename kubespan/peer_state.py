@@ -108,6 +108,23 @@ def new_status(spec: PeerSpec) -> PeerStatus:
     return PeerStatus(label=spec.label)
 
 
+def resume_status(
+    now: dt.datetime, spec: PeerSpec, device: DevicePeer | None, timers: Timers = Timers()
+) -> PeerStatus:
+    """The first status of a peer this process finds already configured in the device (a
+    restarted daemon, decisions.md "Restarts"): a session with a recent handshake continues on
+    the endpoint it has, as if that endpoint had been ours for a long time, so the next run
+    neither judges it afresh (no ``unknown``) nor pushes the first advertised endpoint over it.
+    Anything else starts as a new peer (§6.3 step 3)."""
+    if (
+        device is None
+        or device.endpoint is None
+        or _seconds_since(now, device.last_handshake_time) >= timers.peer_down_interval
+    ):
+        return new_status(spec)
+    return PeerStatus(label=spec.label, endpoint=device.endpoint, last_used_endpoint=device.endpoint)
+
+
 # ---- step 5: the state table ------------------------------------------------------------------------
 
 

@@ -44,9 +44,11 @@ def kernel_controllers(applied: Applied, etc_dir: str) -> list[Controller]:
     ]
 
 
-def cluster_controllers(state_dir: str) -> list[Controller]:
+def cluster_controllers(state_dir: str, applied: Applied) -> list[Controller]:
     """Phase 2 too: the KubeSpan identity, the local affiliate, the discovery service client
-    (network I/O: never in ``netctl plan``), the affiliate merge and members."""
+    (network I/O: never in ``netctl plan``), the affiliate merge and members; KubeSpan's peer
+    specs and its manager (which publishes operator-layer specs and owns an nft table)."""
     from cluster.controllers import discovery_controllers
+    from kubespan.controllers import kubespan_controllers
 
-    return discovery_controllers(state_dir)
+    return [*discovery_controllers(state_dir), *kubespan_controllers(applied)]

@@ -26,17 +26,23 @@ from cluster.resources import (
     AFFILIATE_TYPE,
     DISCOVERY_CONFIG_ID,
     DISCOVERY_CONFIG_TYPE,
+    DISCOVERY_STATUS_ID,
+    DISCOVERY_STATUS_TYPE,
     NODE_IDENTITY_ID,
     SERVICE_ADDRESS_ID,
     AffiliateSpec,
     DiscoveryConfigSpec,
+    DiscoveryServiceStatusSpec,
+    parse_endpoint,
 )
 from cosi import Context, Controller, Input, Output, OutputKind
 from discovery_client import ClientTimers, ClusterCipher, DiscoveryClient
+from discovery_client.models import Endpoint
+from kubespan.resources import ENDPOINT_TYPE, KubeSpanEndpointSpec
 from netd import tunables
 from netd.resources.address import ADDRESS_STATUS_TYPE, AddressStatus
 from netd.resources.enums import Family
-from netd.resources.namespaces import CLUSTER, CLUSTER_RAW
+from netd.resources.namespaces import CLUSTER, CLUSTER_RAW, KUBESPAN
 from netd.resources.runtime_types import IDENTITY_TYPE
 
 log = logging.getLogger("cluster.discovery")
@@ -63,6 +69,8 @@ class DiscoveryServiceController(Controller):
             Input(CLUSTER, IDENTITY_TYPE, id=NODE_IDENTITY_ID),
             # The local affiliate lives here (id = node ID, unknown until the identity is).
             Input(CLUSTER, AFFILIATE_TYPE),
+            # Endpoints this node harvested for its peers (§6.4), reported as other_endpoints.
+            Input(KUBESPAN, ENDPOINT_TYPE),
         ]
 
     def outputs(self) -> Sequence[Output]:
@@ -70,6 +78,7 @@ class DiscoveryServiceController(Controller):
             # Shared: a Kubernetes registry would write k8s/<id> next to ours (§5.7).
             Output(CLUSTER_RAW, AFFILIATE_TYPE, OutputKind.SHARED),
             Output(CLUSTER, ADDRESS_STATUS_TYPE),
+            Output(CLUSTER, DISCOVERY_STATUS_TYPE),
         ]
 
     async def run(self, ctx: Context) -> None:
@@ -100,6 +109,7 @@ class DiscoveryServiceController(Controller):
             await self._stop_client()
             ctx.reconcile_owned(CLUSTER_RAW, AFFILIATE_TYPE, {})
             ctx.reconcile_owned(CLUSTER, ADDRESS_STATUS_TYPE, {})
+            ctx.reconcile_owned(CLUSTER, DISCOVERY_STATUS_TYPE, {})
             return
         self._publish(ctx, client, nid)
         public: dict[str, AddressStatus] = {}
@@ -120,6 +130,13 @@ class DiscoveryServiceController(Controller):
             if item is not None:
                 raw[item[0]] = item[1]
         ctx.reconcile_owned(CLUSTER_RAW, AFFILIATE_TYPE, raw)
+        status = DiscoveryServiceStatusSpec(
+            endpoint=client.target.address,
+            synced=client.synced,
+            affiliates=len(raw),
+            public_ip=ip,
+        )
+        ctx.reconcile_owned(CLUSTER, DISCOVERY_STATUS_TYPE, {DISCOVERY_STATUS_ID: status})
 
     async def _ensure_client(self, ctx: Context, dc: DiscoveryConfigSpec, nid: str) -> DiscoveryClient | None:
         """The running client for this config and node ID (a new one when either changed)."""
@@ -169,7 +186,7 @@ class DiscoveryServiceController(Controller):
         except ValueError as e:
             log.error("local affiliate not published: %s", e)
             return
-        others: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # harvested endpoints (§6.4): not yet
+        others = harvested(ctx)
         sent = (info, endpoints, others)
         if sent != self._last_sent:
             client.set_local_data(info, endpoints, others)
@@ -185,3 +202,20 @@ class DiscoveryServiceController(Controller):
         log.info("left the cluster: AffiliateDelete %s", "confirmed" if ok else "not confirmed")
         await self._stop_client()
         return ok
+
+
+def harvested(ctx: Context) -> tuple[tuple[str, tuple[Endpoint, ...]], ...]:
+    """§6.4: the KubeSpanEndpoints as (peer node ID, endpoints), one entry per peer node,
+    sorted so an unchanged set compares equal to the last one sent."""
+    by_node: dict[str, list[Endpoint]] = {}
+    for r in ctx.list(KUBESPAN, ENDPOINT_TYPE):
+        spec = r.spec
+        if not isinstance(spec, KubeSpanEndpointSpec) or not spec.affiliate_id:
+            continue
+        try:
+            ep = Endpoint(*parse_endpoint(spec.endpoint))
+        except ValueError as e:
+            log.warning("harvested endpoint %s skipped: %s", r.id, e)
+            continue
+        by_node.setdefault(spec.affiliate_id, []).append(ep)
+    return tuple((node, tuple(sorted(set(eps), key=str))) for node, eps in sorted(by_node.items()))

@@ -4,7 +4,19 @@ See README.md beside this file; the `lab` pytest fixture lives in tests/conftest
 """
 
 from .cleanup import sweep_stale
+from .daemons import Machined, Service
 from .nodes import Lab, Netns, Node, Stub, Switch
 from .sysutil import CommandError, wait_until
 
-__all__ = ["CommandError", "Lab", "Netns", "Node", "Stub", "Switch", "sweep_stale", "wait_until"]
+__all__ = [
+    "CommandError",
+    "Lab",
+    "Machined",
+    "Netns",
+    "Node",
+    "Service",
+    "Stub",
+    "Switch",
+    "sweep_stale",
+    "wait_until",
+]

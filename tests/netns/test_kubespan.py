@@ -1,0 +1,210 @@
+"""KubeSpan end to end: real machined processes with wireguard-go in nodes, a real ``discovery-service``.
+
+The kubespan.md §10 lab: switch ``sw``; nodes n1..n3 (``10.0.0.N/24``, ``fd00:10::N/64``,
+hostname ``nN``, MAC ``02:00:0a:00:00:0N``, so KubeSpan IPs ``fd7f:175a:b97c:5602:0:aff:fe00:N``);
+the service alone in node ``ds`` on ``10.0.0.254:3000``. Timers shortened through
+``NETD_TUNABLES``. The tests share the nodes and run in file order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import Lab, Machined, Node, Service, wait_until
+
+CLUSTER_ID = "8XuV9TZHW08DOk3bVxQjH9ih_TBKjnh-j44tsCLSBzo="
+SECRET = "kCQsKr4B28VUl7qw1sVkTDNF9fFH++ViIuKsss+C6kc="
+SERVICE_IP = "10.0.0.254"
+KS_PREFIX = "fd7f:175a:b97c:5602:0:aff:fe00:"
+MARGIN = 3.0
+TUNABLES = {
+    "DISCOVERY_TTL": 30.0,
+    "KUBESPAN_RECONCILE_INTERVAL": 2.0,
+    "ENDPOINT_CONNECTION_TIMEOUT": 3.0,
+    "PEER_DOWN_INTERVAL": 20.0,
+    "OPERATOR_RESTART_GRACE": 10.0,
+    "KUBESPAN_MAC_LINK": "eth0",
+}
+
+
+def ks_ip(i: int) -> str:
+    return f"{KS_PREFIX}{i}"
+
+
+def config(i: int, *, kubespan: str = "enabled: true", extra_addresses: str = "") -> str:
+    return f"""version: v1alpha1
+machine:
+  type: worker
+  network:
+    hostname: n{i}
+    interfaces:
+      - interface: eth0
+        addresses: [10.0.0.{i}/24, fd00:10::{i}/64{extra_addresses}]
+    kubespan:
+      {kubespan}
+cluster:
+  id: {CLUSTER_ID}
+  secret: {SECRET}
+  discovery:
+    enabled: true
+    registries:
+      kubernetes:
+        disabled: true
+      service:
+        endpoint: http://{SERVICE_IP}:3000
+"""
+
+
+class World:
+    def __init__(self, lab: Lab, tmp: Path) -> None:
+        self.lab = lab
+        tunables = tmp / "tunables.yaml"
+        tunables.write_text("".join(f"{k}: {v}\n" for k, v in TUNABLES.items()))
+        self.env = dict(os.environ)
+        self.env["NETD_TUNABLES"] = str(tunables)
+        self.env["NETD_WIREGUARD_BACKEND"] = "userspace"
+        self.sw = lab.switch("sw")
+        ds = lab.node("ds")
+        lab.connect(ds, self.sw, "eth0")
+        ds.sh(f"ip addr add {SERVICE_IP}/24 dev eth0")
+        self.service = Service(ds, self.env, SERVICE_IP)
+        self.state_file = ds.dir / "state.binpb"
+        self.nodes: dict[int, Machined] = {}
+
+    def add(self, i: int, text: str) -> Machined:
+        n = self.lab.node(f"n{i}", hostname=f"n{i}")
+        self.lab.connect(n, self.sw, "eth0", mac=f"02:00:0a:00:00:0{i}")
+        n.sh("sysctl -qw net.ipv6.conf.eth0.accept_dad=0 || true")
+        m = Machined(n, text, self.env)
+        self.nodes[i] = m
+        return m
+
+
+@pytest.fixture(scope="module")
+def world(lab_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    lab = Lab()
+    try:
+        yield World(lab, tmp_path_factory.mktemp("kubespan"))
+    finally:
+        errors = lab.close()
+        left = lab.leftovers()
+    assert not errors and not left, f"lab cleanup incomplete: errors={errors} leftovers={left}"
+
+
+def peer_states(m: Machined) -> dict[str, str]:
+    """label → state of every KubeSpanPeerStatus."""
+    return {s["label"]: s["state"] for s in m.specs("kubespanpeerstatuses").values()}
+
+
+def all_up(ms: list[Machined], n: int) -> bool:
+    return all(list(peer_states(m).values()) == ["up"] * n for m in ms)
+
+
+def ping(node: Node, ip: str, *, count: int = 1, timeout: float = 2) -> bool:
+    r = node.run(["ping", "-n", "-c", str(count), "-W", str(timeout), ip], check=False, timeout=30)
+    return r.returncode == 0
+
+
+def nft_table(node: Node) -> dict[str, Any] | None:
+    r = node.run(["nft", "-j", "list", "table", "inet", "talos_kubespan"], check=False)
+    if r.returncode != 0:
+        return None
+    data: dict[str, Any] = json.loads(r.stdout)
+    return data
+
+
+def set_elements(node: Node, name: str) -> list[str]:
+    r = node.run(["nft", "list", "set", "inet", "talos_kubespan", name], check=False)
+    m = re.search(r"elements = \{([^}]*)\}", r.stdout, re.S)
+    return [e.strip() for e in m.group(1).split(",")] if m else []
+
+
+def kubespan_rules(node: Node, family: str) -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = node.ip_json(family, "rule", "show")
+    mark = ("0x40", "0x60")
+    return [r for r in rules if r.get("table") == "180" and (r.get("fwmark"), r.get("fwmask")) == mark]
+
+
+def test_three_node_mesh(world: World) -> None:
+    world.service.start("--state-file", str(world.state_file))
+    ms = [world.add(i, config(i)) for i in (1, 2, 3)]
+    t0 = time.monotonic()
+    for m in ms:
+        m.start()
+    wait_until(lambda: all_up(ms, 2), timeout=40 * MARGIN, interval=0.5, what="every peer up")
+    print(f"mesh up after {time.monotonic() - t0:.1f}s")
+
+    n1 = ms[0].node
+    # §10 S2: kernel state
+    link = n1.link("kubespan")
+    assert link["mtu"] == 1420 and "UP" in link["flags"]
+    wg = n1.run(["wg", "show", "kubespan", "dump"]).stdout.splitlines()
+    head = wg[0].split("\t")
+    assert head[2] == "51820" and head[3] == "0x20", head
+    peers = [line.split("\t") for line in wg[1:]]
+    assert len(peers) == 2
+    for p in peers:
+        assert p[1] != "(none)"  # preshared key set
+        assert p[7] == "25"  # persistent keepalive
+    addrs = [a["local"] for a in n1.ip_json("-6", "addr", "show", "dev", "kubespan")[0]["addr_info"]]
+    assert ks_ip(1) in addrs
+    for fam in ("-4", "-6"):
+        rules = kubespan_rules(n1, fam)
+        assert [r["priority"] for r in rules] == [32500], rules
+        routes = n1.ip_json(fam, "route", "show", "table", "180")
+        assert [(r["dst"], r["dev"], r.get("metric")) for r in routes] == [("default", "kubespan", 1)], routes
+    table = nft_table(n1)
+    assert table is not None
+    chains = {o["chain"]["name"] for o in table["nftables"] if "chain" in o}
+    assert chains == {"kubespan_prerouting", "kubespan_outgoing"}
+    assert set_elements(n1, "kubespan_targets_ipv4") == ["10.0.0.2/31"]
+    v6 = set_elements(n1, "kubespan_targets_ipv6")
+    assert "fd00:10::2/127" in v6 and f"{KS_PREFIX}2/127" in v6, v6
+
+    # peer specs (§10 S3)
+    specs = ms[0].specs("kubespanpeerspecs")
+    by_label = {s["label"]: s for s in specs.values()}
+    assert set(by_label) == {"n2", "n3"}
+    assert by_label["n2"]["endpoints"] == ["10.0.0.2:51820", "[fd00:10::2]:51820"]
+    assert by_label["n2"]["allowedIPs"] == ["10.0.0.2/32", "fd00:10::2/128", f"{ks_ip(2)}/128"]
+    statuses = {s["label"]: s for s in ms[0].specs("kubespanpeerstatuses").values()}
+    assert statuses["n2"]["endpoint"] == "10.0.0.2:51820"
+    assert statuses["n2"]["lastHandshakeTime"]
+
+    # pings over KubeSpan addresses, every pair
+    for a in ms:
+        for j in (1, 2, 3):
+            assert ping(a.node, ks_ip(j)), f"{a.node.name} -> {ks_ip(j)}"
+
+    # §10 S4: traffic to a peer's node address goes through the tunnel, WireGuard's own does not
+    got = n1.run(["ip", "route", "get", "10.0.0.2", "mark", "0x40"]).stdout
+    assert "dev kubespan" in got and "table 180" in got, got
+    got = n1.run(["ip", "route", "get", "10.0.0.2", "mark", "0x20"]).stdout
+    assert "dev eth0" in got, got
+    before = _transfer(n1, ms[1])
+    cap = n1.popen(["tcpdump", "-n", "-i", "eth0", "-c", "50", "icmp"], stdout=subprocess.PIPE)
+    time.sleep(0.5)
+    assert ping(n1, "10.0.0.2", count=3)
+    time.sleep(0.5)
+    cap.terminate()
+    out, _ = cap.communicate(timeout=10)
+    assert "ICMP" not in (out or ""), out  # no plain ICMP on eth0: it went through the tunnel
+    assert _transfer(n1, ms[1]) > before
+
+
+def _transfer(node: Node, peer: Machined) -> int:
+    """Bytes sent to ``peer`` by ``node``'s WireGuard device."""
+    key = peer.specs("kubespanidentities")["local"]["publicKey"]
+    for line in node.run(["wg", "show", "kubespan", "transfer"]).stdout.splitlines():
+        k, _rx, tx = line.split("\t")
+        if k == key:
+            return int(tx)
+    raise AssertionError(f"no peer {key}")
