@@ -133,8 +133,20 @@ class DiscoveryConfigSpec(Spec):
     service_cluster_id: str = Field("", alias="serviceClusterID")
 
 
+class KubeSpanStaticPeerSpec(Spec):
+    """A machine that is not a node, joined to the mesh by a ``KubeSpanPeerConfig`` document
+    (issue 13, our extension): a fixed WireGuard peer on every node's ``kubespan`` link."""
+
+    name: str = ""
+    public_key: str = ""
+    allowed_ips: list[IPPrefix] = Field(default_factory=list, alias="allowedIPs")
+    endpoint: str = ""  # ip:port, "" = the outside machine dials in (WireGuard learns it)
+
+
 class KubeSpanConfigSpec(Spec):
     """``kubespan``/``kubespan`` (kubespan.md §1.2). Sensitive: holds the cluster secret."""
+
+    OMITEMPTY = frozenset({"static_peers"})
 
     enabled: bool = False
     cluster_id: str = ""
@@ -144,6 +156,7 @@ class KubeSpanConfigSpec(Spec):
     mtu: int = 1420
     endpoint_filters: list[str] = Field(default_factory=list)
     harvest_extra_endpoints: bool = True
+    static_peers: list[KubeSpanStaticPeerSpec] = Field(default_factory=list)
 
 
 class KubeSpanIdentitySpec(Spec):

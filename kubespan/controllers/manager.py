@@ -29,7 +29,7 @@ import datetime as dt
 import ipaddress
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from cluster.resources import (
@@ -140,8 +140,32 @@ def connected_subnets(statuses: Sequence[AddressStatus]) -> list[Network]:
     return nets
 
 
+def static_peers(
+    cfg: KubeSpanConfigSpec, specs: Mapping[str, PeerSpec], keepalive: float
+) -> tuple[list[WireguardPeer], list[Network]]:
+    """The ``KubeSpanPeerConfig`` machines (not nodes) as WireGuard peers, and their prefixes
+    for the nft sets (always routed: they have no discovery state to be "up" in). No PSK: the
+    cluster secret stays on the nodes. A key that is also a node's is the node's."""
+    peers: list[WireguardPeer] = []
+    nets: list[Network] = []
+    for sp in cfg.static_peers:
+        if sp.public_key in specs:
+            continue
+        peers.append(
+            WireguardPeer(
+                public_key=sp.public_key,
+                endpoint=sp.endpoint,
+                persistent_keepalive_interval=dt.timedelta(seconds=keepalive),
+                allowed_ips=list(sp.allowed_ips),
+            )
+        )
+        nets.extend(p.network for p in sp.allowed_ips)
+    return peers, nets
+
+
 def with_adopted(specs: KubeSpanSpecs, adopted: Sequence[WireguardPeer]) -> None:
-    """Add device peers kept over a restart to the published link (sorted by key, §7.1)."""
+    """Add peers that are not from PeerSpecs (static ones; device peers kept over a restart)
+    to the published link (sorted by key, §7.1)."""
     if not adopted:
         return
     for link in specs.links.values():
@@ -369,11 +393,13 @@ class ManagerController(Controller):
         self.statuses = statuses
 
         # Restart: device peers without a spec yet are kept as they are during the grace.
+        extra, extra_nets = static_peers(cfg, specs, self.keepalive)
+        known = set(specs) | {p.public_key for p in extra}
         adopted: list[WireguardPeer] = []
         adopted_nets: list[Network] = []
         if self._grace_left() > 0:
             for info in raw.peers if raw is not None else []:
-                if key_to_b64(info.public_key) not in specs:
+                if key_to_b64(info.public_key) not in known:
                     adopted.append(info.to_spec().model_copy(update={"endpoint": ""}))
                     adopted_nets.extend(a.network for a in info.allowed_ips)
 
@@ -397,7 +423,7 @@ class ManagerController(Controller):
             self._publish_statuses(ctx, cfg)
             return
         self._logged.pop("specs", None)
-        with_adopted(out, adopted)
+        with_adopted(out, [*extra, *adopted])
         ctx.reconcile_owned(NETWORK_CONFIG, LINK_SPEC_TYPE, out.links)
         ctx.reconcile_owned(NETWORK_CONFIG, ADDRESS_SPEC_TYPE, out.addresses)
         ctx.reconcile_owned(NETWORK_CONFIG, ROUTE_SPEC_TYPE, out.routes)
@@ -407,7 +433,9 @@ class ManagerController(Controller):
         states = {k: s.state for k, s in statuses.items()}
         routed = routed_set(specs.values(), states, force_routing=cfg.force_routing)
         if adopted_nets and cfg.force_routing:
-            routed = extend_routed(routed, adopted_nets)
+            extra_nets.extend(adopted_nets)
+        if extra_nets:
+            routed = extend_routed(routed, extra_nets)
         self._apply_table(routed, cfg.mtu)
         if link is not None:
             self._rp_filter()
