@@ -21,6 +21,12 @@ recorded. Hooks:
 Kernel objects are owned only when recorded in ``Applied`` (decisions.md):
 an object that was there before and matched a spec is adopted, and stays when
 the spec goes.
+
+Records of objects whose spec came from the operator layer (DHCP, VIP,
+KubeSpan) say so (``"layer": "operator"``); the restart sweep leaves them
+alone until their operator had its chance to republish (a grace period after
+the start, :mod:`operator_grace`): a republished spec adopts its object, only
+what is still unwanted after the grace is removed.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from netd.kernel.rtnl_batch import Request
 from netd.kernel.rtnl_events import RtnlEvents
 from netd.resources.namespaces import NETWORK
 
+from .operator_grace import Grace, retag, tag
 from .retry import KernelRetry
 
 S = TypeVar("S")
@@ -105,6 +112,7 @@ class KernelSpecController(Controller, Generic[S, O]):
         self.retry: KernelRetry | None = None
         self.passes = 0
         self._stale_done = False
+        self.grace = Grace()
         self._waiting: set[str] = set()
         self._verbose = True
 
@@ -183,6 +191,7 @@ class KernelSpecController(Controller, Generic[S, O]):
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
+            self.grace.close()
             self.events = None
             if self.rtnl is not None:
                 self.rtnl.close()
@@ -220,6 +229,7 @@ class KernelSpecController(Controller, Generic[S, O]):
         if self.rtnl is None:
             self.rtnl = Rtnl()
         t0 = time.monotonic()
+        self.grace.start()
         self.passes += 1
         retry, kernel = self.retry, self.rtnl
         items = self._items(ctx)
@@ -243,11 +253,16 @@ class KernelSpecController(Controller, Generic[S, O]):
             else:
                 released.append(s)
 
-        # 2. Once per start: objects recorded by an earlier run that no spec wants.
+        # 2. Once per start: objects recorded by an earlier run that no spec wants
+        # (those of operator-layer specs only once the grace is over).
         stale: list[Owner[S]] = []
+        kept = 0
         if not self._stale_done:
             for rec_id, data in sorted(recorded.items()):
                 if rec_id in ids:
+                    continue
+                if self.grace.deferred(data):
+                    kept += 1
                     continue
                 o = Owner(STALE_PREFIX + rec_id)
                 self.stale(rec_id, data, obs, batch, o)
@@ -255,10 +270,12 @@ class KernelSpecController(Controller, Generic[S, O]):
 
         # 3. Running specs.
         running: list[Owner[S]] = []
+        retagged: dict[str, dict[str, Any]] = {}
         for s in items:
             if s.tearing_down:
                 continue
-            planned = self.plan(ctx, s, obs, batch, recorded.get(s.id))
+            rec = recorded.get(s.id)
+            planned = self.plan(ctx, s, obs, batch, rec)
             if isinstance(planned, Owner):
                 self._waiting.discard(s.id)
                 running.append(planned)
@@ -266,6 +283,8 @@ class KernelSpecController(Controller, Generic[S, O]):
                 retry.failed(s.id, planned)
             else:
                 retry.succeeded(s.id)
+                if rec is not None and (t := retag(rec, s.spec)) is not None:
+                    retagged[s.id] = t  # in sync, but the spec's layer changed
 
         requests = batch.requests
         self._verbose = len(requests) <= LOG_EACH_MAX
@@ -298,7 +317,9 @@ class KernelSpecController(Controller, Generic[S, O]):
                 retry.succeeded(o.key)
                 self.applied.remove(self.applied_kind, rec_id)
             if not self._stale_done:
-                self._stale_done = ok
+                self._stale_done = ok and not kept
+            for rec_id, t in retagged.items():
+                self.applied.add(self.applied_kind, rec_id, t)
             for o in running:
                 err = self._failed(o, errors)
                 if err is not None:
@@ -307,12 +328,15 @@ class KernelSpecController(Controller, Generic[S, O]):
                 retry.succeeded(o.key)
                 record = self.commit(ctx, o, after, errors)
                 if record is not None:
-                    self.applied.add(self.applied_kind, o.key, record)
+                    assert o.item is not None
+                    self.applied.add(self.applied_kind, o.key, tag(record, o.item.spec))
 
         if requests:
             self.after_pass(ctx, requests, errors)
         retry.forget_except(ids | {STALE_PREFIX + k for k in self.applied.items(self.applied_kind)})
         retry.schedule(ctx)
+        if kept:
+            self.grace.wake(ctx, kept, self.what)
         failed = sum(1 for e in errors if e is not None and not isinstance(e, NotFound))
         if not self._verbose:
             deletes = sum(1 for r in requests if not r.flags & NLM_F_CREATE)

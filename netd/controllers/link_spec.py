@@ -20,7 +20,10 @@ never "fixed" by deleting it. Links no spec names are never touched.
 Restart. On its first reconcile after start the controller deletes the
 recorded logical links that no current (running, logical) spec wants,
 children before parents, and drops their records; a record whose kernel link
-is gone, or has become another kind, is only dropped.
+is gone, or has become another kind, is only dropped. A link created for an
+operator-layer spec (KubeSpan's) is recorded with ``"layer": "operator"`` and
+is left alone until the grace period after the start is over
+(:mod:`operator_grace`): a spec republished meanwhile adopts it as it is.
 
 Kernel errors (EEXIST, ENODEV, a missing master) are per spec: logged once and
 retried with back-off (KernelRetry); link events also retry, so a spec whose
@@ -40,6 +43,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from cosi import Context, Controller, Input, InputKind, Output, OutputKind, Phase
+from netd.controllers.operator_grace import Grace, retag, tag
 from netd.controllers.retry import KernelRetry
 from netd.kernel.applied import Applied
 from netd.kernel.links import KernelLink, NotReady, kind_for
@@ -269,6 +273,7 @@ class LinkSpecController(Controller):
         self.retry = KernelRetry(log)
         self._ops: LinkOps | None = None
         self._stale: set[str] | None = None  # recorded links to remove after start; None = not computed
+        self.grace = Grace()
 
     def inputs(self) -> Sequence[Input]:
         return (Input(NETWORK, LINK_SPEC_TYPE, InputKind.STRONG),)
@@ -288,6 +293,7 @@ class LinkSpecController(Controller):
             finally:
                 watcher.cancel()
                 await asyncio.gather(watcher, return_exceptions=True)
+                self.grace.close()
                 self._ops = None
 
     def _owned(self, name: str) -> bool:
@@ -297,6 +303,7 @@ class LinkSpecController(Controller):
         ops = self._ops
         if ops is None:
             raise RuntimeError("LinkSpecController.reconcile outside run()")
+        self.grace.start()
         resources = ctx.list(NETWORK, LINK_SPEC_TYPE)
         running: list[LinkSpec] = []
         tearing: dict[str, LinkSpec] = {}
@@ -332,8 +339,9 @@ class LinkSpecController(Controller):
         if self._stale is None:
             self._stale = set(stale_records(self.applied.items(APPLIED_KIND), wanted))
         self._stale -= wanted
+        kept = 0
         if self._stale:
-            links = await self._remove_stale(ops, links)
+            links, kept = await self._remove_stale(ops, links)
 
         # 3. running specs, parents and masters first
         for spec in order_specs(running):
@@ -348,16 +356,31 @@ class LinkSpecController(Controller):
                 self.retry.failed(key, problem)
             else:
                 self.retry.succeeded(key)
+        records = self.applied.items(APPLIED_KIND)
+        for spec in running:  # a link adopted while its spec's layer changed: the record follows
+            rec = records.get(spec.name)
+            if rec is not None and (t := retag(rec, spec)) is not None:
+                self.applied.add(APPLIED_KIND, spec.name, t)
         keys = {f"link {s.name}" for s in running} | {f"link {n} (teardown)" for n in tearing}
         keys |= {f"link {n} (stale)" for n in self._stale}
         self.retry.forget_except(keys)
         self.retry.schedule(ctx)
+        if kept:
+            self.grace.wake(ctx, kept, "link")
 
-    async def _remove_stale(self, ops: LinkOps, links: dict[str, KernelLink]) -> dict[str, KernelLink]:
+    async def _remove_stale(
+        self, ops: LinkOps, links: dict[str, KernelLink]
+    ) -> tuple[dict[str, KernelLink], int]:
+        """Remove the stale links (but those of operator-layer specs during the grace);
+        returns the current links and how many stale links the grace kept."""
         assert self._stale is not None
         records = self.applied.items(APPLIED_KIND)
+        kept = 0
         for name in deletion_order(self._stale, links):
             key = f"link {name} (stale)"
+            if self.grace.deferred(records.get(name, {})):
+                kept += 1
+                continue
             link = links.get(name)
             try:
                 if link is not None and recorded_matches(records.get(name, {}), link):
@@ -371,7 +394,7 @@ class LinkSpecController(Controller):
             self.retry.succeeded(key)
             self.applied.remove(APPLIED_KIND, name)
             self._stale.discard(name)
-        return links
+        return links, kept
 
     async def _sync(
         self, ctx: Context, ops: LinkOps, spec: LinkSpec, links: dict[str, KernelLink]
@@ -402,7 +425,7 @@ class LinkSpecController(Controller):
             if isinstance(a, Create):
                 spec = specs[a.name]
                 recorded_before = self._owned(a.name)
-                self.applied.add(APPLIED_KIND, a.name, {"kind": spec.kind})
+                self.applied.add(APPLIED_KIND, a.name, tag({"kind": spec.kind}, spec))
                 try:
                     await kind_for(spec.kind).create(ops, spec, links)
                 except (KernelError, NotReady):  # refused (EEXIST from a racing foreign link…) or
