@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 
-from cluster.resources import DiscoveryConfigSpec, KubeSpanConfigSpec
-from netd.config.models import Config
+from cluster.resources import DiscoveryConfigSpec, KubeSpanConfigSpec, KubeSpanStaticPeerSpec
+from netd.config.kubespan_peer import parse_allowed_ip, parse_peer_endpoint
+from netd.config.models import Config, KubeSpanPeerConfig
+from netd.netip import format_addr
 
 
 class DerivationError(ValueError):
@@ -84,8 +87,29 @@ def discovery_config(cfg: Config | None) -> DiscoveryConfigSpec:
     )
 
 
-def kubespan_config(cfg: Config | None) -> KubeSpanConfigSpec | None:
-    """§1.2 KubeSpanConfig; None when there is no machine config (the object does not exist)."""
+def static_peer(peer: KubeSpanPeerConfig) -> KubeSpanStaticPeerSpec:
+    """A loaded (so valid) ``KubeSpanPeerConfig`` document as the KubeSpan manager's static
+    peer: prefixes parsed, the endpoint normalised (``[v6]:port``, as Go prints it)."""
+    endpoint = ""
+    if peer.endpoint:
+        ip, port = parse_peer_endpoint(peer.endpoint)
+        endpoint = f"[{format_addr(ip)}]:{port}" if ip.version == 6 else f"{format_addr(ip)}:{port}"
+    return KubeSpanStaticPeerSpec(
+        name=peer.name,
+        public_key=peer.public_key,
+        allowed_ips=[parse_allowed_ip(text) for text in peer.allowed_ips],
+        endpoint=endpoint,
+    )
+
+
+def kubespan_config(
+    cfg: Config | None, peers: Sequence[KubeSpanPeerConfig] = ()
+) -> KubeSpanConfigSpec | None:
+    """§1.2 KubeSpanConfig; None when there is no machine config (the object does not exist).
+
+    ``peers``: the ``KubeSpanPeerConfig`` documents (issue 13), in document order, as
+    ``static_peers``: the manager adds them to the ``kubespan`` link when KubeSpan is on.
+    """
     if cfg is None:
         return None
     ks = cfg.machine.network.kubespan
@@ -98,4 +122,5 @@ def kubespan_config(cfg: Config | None) -> KubeSpanConfigSpec | None:
         mtu=ks.mtu,
         endpoint_filters=list(ks.filters.endpoints),
         harvest_extra_endpoints=ks.harvest_extra_endpoints,
+        static_peers=[static_peer(p) for p in peers],
     )

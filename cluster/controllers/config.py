@@ -59,7 +59,9 @@ class KubeSpanConfigController(Controller):
 
     async def reconcile(self, ctx: Context) -> None:
         mc = machine_config(ctx)
-        spec = kubespan_config(mc.config if mc is not None else None)
+        spec = kubespan_config(
+            mc.config if mc is not None else None, mc.kubespan_peers if mc is not None else ()
+        )
         ctx.reconcile_owned(
             KUBESPAN, KUBESPAN_CONFIG_TYPE, {} if spec is None else {KUBESPAN_CONFIG_ID: spec}
         )

@@ -17,6 +17,9 @@ Entry points::
     loaded.routing_rules                  # [RoutingRuleConfig] (routing-rules.md §1): .priority, .src, .dst,
                                           #   .table, .action, .iif_name, .oif_name, .fw_mark, .fw_mask
     loaded.link_configs                   # [LinkConfig] (§5): .as_device() -> the equivalent Device
+    loaded.kubespan_peers                 # [KubeSpanPeerConfig] (our extension): .name, .public_key,
+                                          #   .allowed_ips, .endpoint: a machine that is not a node,
+                                          #   a static peer on every node's kubespan link
     loaded.warnings                       # [Problem] (str(p) -> "warning: <doc>: <path>: <message>")
 
 Every problem raises one :class:`ConfigError`; ``.problems`` lists them all
@@ -40,6 +43,7 @@ from .models import (
     DHCPOptions,
     ExtraHost,
     IngressRule,
+    KubeSpanPeerConfig,
     LinkAddressConfig,
     LinkConfig,
     LinkRouteConfig,
@@ -73,6 +77,7 @@ __all__ = [
     "DeviceWireguardPeer",
     "ExtraHost",
     "IngressRule",
+    "KubeSpanPeerConfig",
     "LinkAddressConfig",
     "LinkConfig",
     "LinkRouteConfig",

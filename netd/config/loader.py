@@ -11,7 +11,15 @@ from pydantic import BaseModel, ValidationError
 
 from .allowlist import unknown_keys
 from .errors import ConfigError, Path, Problem, format_path
-from .models import Config, LinkConfig, NetworkDefaultActionConfig, NetworkRuleConfig, RoutingRuleConfig
+from .kubespan_peer import check_kubespan_peer, cross_peer_documents
+from .models import (
+    Config,
+    KubeSpanPeerConfig,
+    LinkConfig,
+    NetworkDefaultActionConfig,
+    NetworkRuleConfig,
+    RoutingRuleConfig,
+)
 from .routing import check_link_config, check_routing_rule, cross_document
 from .types import to_str
 from .validate import Checker
@@ -25,15 +33,24 @@ OTHER_KINDS: dict[str, tuple[str, ...]] = {
     "KmsgLogConfig": ("name", "url"),
     "SideroLinkConfig": ("apiUrl",),
 }
-NAMED_KINDS = frozenset({"NetworkRuleConfig", "KmsgLogConfig", "RoutingRuleConfig", "LinkConfig"})
+NAMED_KINDS = frozenset(
+    {"NetworkRuleConfig", "KmsgLogConfig", "RoutingRuleConfig", "LinkConfig", "KubeSpanPeerConfig"}
+)
 NETWORK_KINDS = frozenset(
-    {"NetworkRuleConfig", "NetworkDefaultActionConfig", "RoutingRuleConfig", "LinkConfig"}
+    {
+        "NetworkRuleConfig",
+        "NetworkDefaultActionConfig",
+        "RoutingRuleConfig",
+        "LinkConfig",
+        "KubeSpanPeerConfig",
+    }
 )
 NETWORK_RULE_KEYS = ("name", "portSelector", "ingress")
 ROUTING_RULE_KEYS = ("name", "src", "dst", "table", "action", "iifName", "oifName", "fwMark", "fwMask")
 LINK_CONFIG_KEYS = ("name", "up", "mtu", "addresses", "routes", "multicast")
 LINK_ADDRESS_KEYS = ("address", "routePriority")
 LINK_ROUTE_KEYS = ("destination", "gateway", "source", "metric", "mtu", "table")
+KUBESPAN_PEER_KEYS = ("name", "publicKey", "allowedIPs", "endpoint")
 PORT_SELECTOR_KEYS = ("ports", "protocol")
 INGRESS_RULE_KEYS = ("subnet", "except")
 DEFAULT_ACTION_KEYS = ("ingress",)
@@ -50,14 +67,15 @@ class OtherDocument:
 
 @dataclass
 class LoadedConfig:
-    """A valid machine config: the v1alpha1 document, the firewall and policy-routing
-    documents, and warnings."""
+    """A valid machine config: the v1alpha1 document, the firewall, policy-routing and
+    KubeSpan static peer documents, and warnings."""
 
     config: Config | None = None
     default_action: NetworkDefaultActionConfig | None = None
     rules: list[NetworkRuleConfig] = field(default_factory=list)
     routing_rules: list[RoutingRuleConfig] = field(default_factory=list)
     link_configs: list[LinkConfig] = field(default_factory=list)
+    kubespan_peers: list[KubeSpanPeerConfig] = field(default_factory=list)
     other_documents: list[OtherDocument] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
 
@@ -67,7 +85,7 @@ class LoadedConfig:
         return (
             self.config is None
             and self.default_action is None
-            and not (self.rules or self.routing_rules or self.link_configs)
+            and not (self.rules or self.routing_rules or self.link_configs or self.kubespan_peers)
         )
 
     @property
@@ -220,6 +238,7 @@ def load_config(text: str, *, strict: bool = False) -> LoadedConfig:
     seen: set[str] = set()
     placed: list[tuple[str, YamlDocument]] = []  # RoutingRuleConfig label → its document
     linked: list[tuple[str, YamlDocument]] = []  # LinkConfig label → its document
+    peered: list[tuple[str, YamlDocument]] = []  # KubeSpanPeerConfig label → its document
     found = 0
     for doc in docs:
         if doc.data is None:
@@ -303,6 +322,13 @@ def load_config(text: str, *, strict: bool = False) -> LoadedConfig:
             if link is not None:
                 result.link_configs.append(link)
                 linked.append((label, doc))
+        elif kind == "KubeSpanPeerConfig":
+            for path in _strict_keys(data, (*base, *KUBESPAN_PEER_KEYS), ()):
+                add(label, path, "unknown key")
+            peer = _checked(KubeSpanPeerConfig, doc, label, problems, check_kubespan_peer)
+            if peer is not None:
+                result.kubespan_peers.append(peer)
+                peered.append((label, doc))
         else:
             for path in _strict_keys(data, (*base, *OTHER_KINDS[kind]), ()):
                 add(label, path, "unknown key")
@@ -317,6 +343,11 @@ def load_config(text: str, *, strict: bool = False) -> LoadedConfig:
         devices,
     ):
         problems.append(Problem(label, format_path(path), message, line=docs_of[label].line_of(path)))
+    peer_docs = dict(peered)
+    for label, path, message in cross_peer_documents(
+        list(zip([label for label, _ in peered], result.kubespan_peers, strict=True))
+    ):
+        problems.append(Problem(label, format_path(path), message, line=peer_docs[label].line_of(path)))
     if not found and not problems:
         problems.append(Problem("yaml", "", "config not found (the file has no documents)"))
     if strict:

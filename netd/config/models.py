@@ -541,3 +541,23 @@ class LinkConfig(_Model):
             up=self.up,
             multicast=self.multicast,
         )
+
+
+# --------------------------------------------------------------------------- KubeSpan static peers
+
+
+class KubeSpanPeerConfig(_Model):
+    """``kind: KubeSpanPeerConfig`` (our extension, issue 13): a machine that is not a node
+    (a laptop, a CI runner) as a static WireGuard peer on every node's ``kubespan`` link.
+
+    Values stay as written; :func:`netd.config.kubespan_peer.check_kubespan_peer` checks
+    them (``publicKey`` a WireGuard key, ``allowedIPs`` prefixes, ``endpoint`` ip:port).
+    ``netctl kubespan showconf`` writes one.
+    """
+
+    api_version: YStr = Field("v1alpha1", alias="apiVersion")
+    kind: Literal["KubeSpanPeerConfig"] = "KubeSpanPeerConfig"
+    name: YStr = ""
+    public_key: YStr = Field("", alias="publicKey")
+    allowed_ips: StrList = Field([], alias="allowedIPs")
+    endpoint: YStr = ""

@@ -13,6 +13,7 @@ from cosi import ResourceDefinition
 from netd.config.loader import LoadedConfig
 from netd.config.models import (
     Config,
+    KubeSpanPeerConfig,
     LinkConfig,
     NetworkDefaultActionConfig,
     NetworkRuleConfig,
@@ -34,6 +35,7 @@ class MachineConfigSpec(BaseModel):
     rules: list[NetworkRuleConfig] = Field(default_factory=list)
     routing_rules: list[RoutingRuleConfig] = Field(default_factory=list, alias="routingRules")
     link_configs: list[LinkConfig] = Field(default_factory=list, alias="linkConfigs")
+    kubespan_peers: list[KubeSpanPeerConfig] = Field(default_factory=list, alias="kubespanPeers")
 
     @classmethod
     def from_loaded(cls, loaded: LoadedConfig) -> MachineConfigSpec:
@@ -44,6 +46,7 @@ class MachineConfigSpec(BaseModel):
             rules=loaded.rules,
             routing_rules=loaded.routing_rules,
             link_configs=loaded.link_configs,
+            kubespan_peers=loaded.kubespan_peers,
         )
 
 
