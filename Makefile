@@ -60,7 +60,7 @@ test-vm:
 
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/mypy cosi netd operators discovery_client discovery_service etcd_client cluster kubespan machined netctl
+	$(BIN)/mypy cosi netd operators discovery_client discovery_service etcd_client cluster kubespan machined netctl demo
 
 bench: setup
 	$(BIN)/python bench/runtime.py
