@@ -32,6 +32,7 @@ COMMANDS: list[Command] = [
     Command("inspect", "inspect machined (dependencies: controller graph as graphviz)", "netctl.cmd_inspect"),
     Command("version", "print the client and server versions", "netctl.cmd_version"),
     Command("cluster", "local clusters in network namespaces (create, show, destroy)", "netctl.cluster.cmd"),
+    Command("kubespan", "KubeSpan: showconf joins a machine that is not a node", "netctl.cmd_kubespan"),
 ]
 
 
