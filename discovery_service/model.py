@@ -29,7 +29,8 @@ class Notification:
     """One Watch delta: an updated affiliate, or `deleted` (only `view.id` meaningful).
 
     The same object goes to every subscriber of the cluster; `wire` caches its serialized
-    WatchResponse so fan-out to N watchers encodes it once, not N times.
+    `affiliates` entry (servicer.encode_notification) so fan-out to N watchers encodes it once,
+    not N times.
     """
 
     view: AffiliateView

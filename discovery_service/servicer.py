@@ -27,7 +27,7 @@ from .metrics import Metrics, client_version_label
 from .model import AffiliateView, Notification
 from .ratelimit import RateLimiter
 from .store import Store
-from .subscriptions import LostUpdate, SubscriptionClosed
+from .subscriptions import Batch, LostUpdate, SubscriptionClosed
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +39,30 @@ def _affiliate_pb(v: AffiliateView) -> cluster_pb2.Affiliate:
     return cluster_pb2.Affiliate(id=v.id, data=v.data, endpoints=list(v.endpoints))
 
 
+DELETED_FLAG = b"\x10\x01"  # WatchResponse field 2 `deleted` (varint) = true
+
+
 def encode_notification(n: Notification) -> bytes:
+    """The `affiliates` entry of `n` as WatchResponse bytes (field 1: tag, length, Affiliate),
+    computed once per notification and shared by every watcher of the cluster. For an update it is
+    the whole WatchResponse; entries concatenate into one WatchResponse with several affiliates
+    (a repeated field's encoding is the concatenation of its elements')."""
     if n.wire is None:
-        if n.deleted:
-            msg = cluster_pb2.WatchResponse(affiliates=[cluster_pb2.Affiliate(id=n.view.id)], deleted=True)
-        else:
-            msg = cluster_pb2.WatchResponse(affiliates=[_affiliate_pb(n.view)])
-        n.wire = msg.SerializeToString()
+        aff = cluster_pb2.Affiliate(id=n.view.id) if n.deleted else _affiliate_pb(n.view)
+        n.wire = cluster_pb2.WatchResponse(affiliates=[aff]).SerializeToString()
     return n.wire
+
+
+def encode_batch(batch: Batch) -> list[bytes]:
+    """The WatchResponses for one coalesced batch (subscriptions.py): the deletions first (one
+    response, `deleted: true`), then the updates (one response), byte-identical to what protobuf
+    serializes for the same messages."""
+    out = []
+    if batch.deleted:
+        out.append(b"".join([encode_notification(n) for n in batch.deleted]) + DELETED_FLAG)
+    if batch.updated:
+        out.append(b"".join([encode_notification(n) for n in batch.updated]))  # 1 item: no copy
+    return out
 
 
 class ClusterServicer:
@@ -156,7 +172,8 @@ class ClusterServicer:
         return await self._run("List", context, body)
 
     async def Watch(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
-        """Snapshot first (possibly empty), then one response per notification (§4.8)."""
+        """Snapshot first (possibly empty), then the deltas (§4.8): one response per notification
+        while the watcher keeps up, coalesced batches when it does not (subscriptions.py)."""
 
         async def subscribe() -> Any:
             self.limits.check_id("cluster_id", request.cluster_id)
@@ -167,7 +184,8 @@ class ClusterServicer:
             first = cluster_pb2.WatchResponse(affiliates=[_affiliate_pb(v) for v in snapshot])
             yield first.SerializeToString()
             while True:
-                yield encode_notification(await sub.next())
+                for wire in encode_batch(await sub.next()):
+                    yield wire
         except LostUpdate:
             self._count("Watch.stream", grpc.StatusCode.ABORTED)
             await context.abort(grpc.StatusCode.ABORTED, "lost update")
@@ -192,7 +210,7 @@ class ClusterServicer:
                 "Watch": grpc.unary_stream_rpc_method_handler(
                     self.Watch,
                     request_deserializer=cluster_pb2.WatchRequest.FromString,
-                    response_serializer=lambda b: b,  # already serialized, see encode_notification
+                    response_serializer=lambda b: b,  # already serialized, see encode_batch
                 ),
             },
         )
