@@ -27,29 +27,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubespan.constants import KEEPALIVE
+from kubespan.peer_state import is_public
 from kubespan.peers import Endpoint, Network, cidr_cover
 from netd.kernel.nftables import Interval, merge_intervals, subtract_intervals
 
-KEEPALIVE_SECONDS = 25
+KEEPALIVE_SECONDS = int(KEEPALIVE)  # as the nodes keep their static peers alive
 _ADDRESS_LABEL = b"kubespan-peer:"
-
-#: Addresses that are not "public" when choosing a node's endpoint: private, shared (CGNAT),
-#: loopback, link-local and ULA ranges. Documentation ranges (203.0.113.0/24, what
-#: ``netctl cluster create`` uses for the nodes' public addresses) count as public here.
-_NOT_PUBLIC = tuple(
-    ipaddress.ip_network(n)
-    for n in (
-        "10.0.0.0/8",
-        "172.16.0.0/12",
-        "192.168.0.0/16",
-        "100.64.0.0/10",
-        "127.0.0.0/8",
-        "169.254.0.0/16",
-        "::1/128",
-        "fc00::/7",
-        "fe80::/10",
-    )
-)
 
 
 class ShowconfError(ValueError):
@@ -90,13 +74,10 @@ class Mesh:
 # ---- choices ---------------------------------------------------------------------------------
 
 
-def is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    return not any(ip.version == n.version and ip in n for n in _NOT_PUBLIC)
-
-
 def pick_endpoint(endpoints: Sequence[Endpoint]) -> Endpoint | None:
-    """The first public endpoint, else the first one (None without endpoints): an outside
-    machine is rarely on a node's private network."""
+    """The first public endpoint (:func:`kubespan.peer_state.is_public`, the nodes' own
+    definition: documentation ranges count as public), else the first one; None without
+    endpoints. An outside machine is rarely on a node's private network."""
     return next((e for e in endpoints if is_public(e.ip)), endpoints[0] if endpoints else None)
 
 
