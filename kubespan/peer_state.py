@@ -228,12 +228,34 @@ def endpoint_order(endpoints: Sequence[Endpoint], local_subnets: Sequence[Networ
     first position, so ``[a, b, a, c]`` would otherwise cycle a, b, a, b and never try c.
     """
 
-    def group(ep: Endpoint) -> int:
-        if any(ep.ip.version == n.version and ep.ip in n for n in local_subnets):
-            return 0
-        return 1 if is_public(ep.ip) else 2
+    return sorted(dict.fromkeys(endpoints), key=lambda ep: endpoint_group(ep, local_subnets))
 
-    return sorted(dict.fromkeys(endpoints), key=group)
+
+def endpoint_group(ep: Endpoint, local_subnets: Sequence[Network] = ()) -> int:
+    """0 on a connected subnet, 1 public, 2 anything else (decisions.md "Endpoint order")."""
+    if any(ep.ip.version == n.version and ep.ip in n for n in local_subnets):
+        return 0
+    return 1 if is_public(ep.ip) else 2
+
+
+def better_endpoint(
+    status: PeerStatus, ordered: Sequence[Endpoint], local_subnets: Sequence[Network] = ()
+) -> Endpoint | None:
+    """An endpoint of a better group than the one being tried, if one appeared (None otherwise).
+
+    A peer's public address is learnt from the discovery service a moment after its
+    private ones are published, so a node may start trying a private address of another
+    site first. While that try has not produced a handshake (state ``unknown``), the
+    public address is taken as soon as it is advertised instead of after
+    ENDPOINT_CONNECTION_TIMEOUT: the order of decisions.md holds for late endpoints too.
+    """
+    last = status.last_used_endpoint
+    if status.state is not PeerState.UNKNOWN or last is None or not ordered:
+        return None
+    best = ordered[0]
+    if endpoint_group(best, local_subnets) < endpoint_group(last, local_subnets):
+        return best
+    return None
 
 
 def next_endpoint(status: PeerStatus, ordered: Sequence[Endpoint]) -> Endpoint | None:
@@ -278,17 +300,20 @@ def update_peer(
     # Step 6.
     push: Endpoint | None = None
     rotated = False
+    ordered = endpoint_order(spec.endpoints, local_subnets)
     if status.state is PeerState.DOWN or status.last_used_endpoint is None:
-        candidate = next_endpoint(status, endpoint_order(spec.endpoints, local_subnets))
-        if candidate is not None:
-            status = replace(
-                status,
-                endpoint=candidate,
-                last_used_endpoint=candidate,
-                last_endpoint_change=now,
-                state=PeerState.UNKNOWN,
-            )
-            push, rotated = candidate, True
+        candidate = next_endpoint(status, ordered)
+    else:
+        candidate = better_endpoint(status, ordered, local_subnets)
+    if candidate is not None:
+        status = replace(
+            status,
+            endpoint=candidate,
+            last_used_endpoint=candidate,
+            last_endpoint_change=now,
+            state=PeerState.UNKNOWN,
+        )
+        push, rotated = candidate, True
     last = status.last_used_endpoint
     if last is not None and (status.endpoint is None or status.endpoint == last):
         # Re-assert our choice; a peer WireGuard roamed elsewhere is left alone.

@@ -52,7 +52,7 @@ from cosi import Context, Controller, Input, InputKind, Output, OutputKind
 from kubespan import constants as c
 from kubespan.harvest import harvest_endpoints
 from kubespan.nft import KubeSpanTable, RoutedSet, routed_set
-from kubespan.peer_state import DevicePeer, PeerStatus, Timers, resume_status, update_peer
+from kubespan.peer_state import DevicePeer, PeerState, PeerStatus, Timers, resume_status, update_peer
 from kubespan.peers import Endpoint, Network, PeerSpec
 from kubespan.resources import (
     ENDPOINT_TYPE,
@@ -85,6 +85,9 @@ APPLIED_KEY = f"{c.NFT_FAMILY} {c.NFT_TABLE}"
 RP_FILTER = Path("/proc/sys/net/ipv4/conf") / c.LINK_NAME / "rp_filter"
 #: Shortest timer the manager arms (a state change due "now" is re-checked this soon).
 MIN_REQUEUE = 0.05
+#: While a peer is trying an endpoint, the device is read this often: a handshake raises no
+#: event, and "up" should show when it happens, not at the next refresh.
+TRYING_POLL = 0.5
 
 _SPEC_TYPES = (LINK_SPEC_TYPE, ADDRESS_SPEC_TYPE, ROUTE_SPEC_TYPE, ROUTING_RULE_SPEC_TYPE)
 
@@ -447,6 +450,9 @@ class ManagerController(Controller):
             delay = min(delay, (min(due) - dt.datetime.now(dt.UTC)).total_seconds())
         if adopted:
             delay = min(delay, self._grace_left())
+        trying = [s for s in statuses.values() if s.state is PeerState.UNKNOWN and s.last_endpoint_change]
+        if trying:
+            delay = min(delay, TRYING_POLL)
         ctx.requeue_after(max(delay, MIN_REQUEUE))
 
     def _publish_statuses(self, ctx: Context, cfg: KubeSpanConfigSpec) -> None:

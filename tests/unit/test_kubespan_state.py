@@ -22,6 +22,7 @@ from kubespan.peer_state import (
     is_public,
     new_status,
     next_check,
+    resume_status,
     update_peer,
 )
 from kubespan.peers import Endpoint, PeerSpec
@@ -330,3 +331,46 @@ def test_rotation_stays_in_list_and_cycles_through_all(
         assert set(tried[:n]) == distinct  # every endpoint once before any twice
         assert tried[n:] == tried[: len(tried) - n]  # then the same cycle again
         assert tried[:n] == endpoint_order(eps, local)
+
+
+def test_a_late_public_endpoint_replaces_a_private_one_being_tried() -> None:
+    """The peer's public address arrives after its private one was tried (discovery learns it a
+    moment later): while the try has no handshake, the better group is taken at once."""
+    private = spec("10.1.0.12:51820")
+    s0, push, _ = run(new_status(private), private, 0)
+    assert push == ep("10.1.0.12:51820")
+    both = spec("10.1.0.12:51820", "203.0.113.12:51820")
+    s1, push, rotated = run(s0, both, 1, DevicePeer(endpoint=ep("10.1.0.12:51820")))
+    assert (push, rotated, s1.last_endpoint_change) == (
+        ep("203.0.113.12:51820"),
+        True,
+        NOW + dt.timedelta(seconds=1),
+    )
+    # same group or worse: wait for the timeout as before
+    other_private = spec("10.1.0.12:51820", "10.7.0.12:51820")
+    _, push, rotated = run(s0, other_private, 1, DevicePeer(endpoint=ep("10.1.0.12:51820")))
+    assert (push, rotated) == (ep("10.1.0.12:51820"), False)
+
+
+def test_an_up_peer_is_never_moved_to_a_better_group() -> None:
+    sp = spec("10.1.0.12:51820")
+    s0, _, _ = run(new_status(sp), sp, 0)
+    dev = DevicePeer(endpoint=ep("10.1.0.12:51820"), last_handshake_time=NOW + dt.timedelta(seconds=1))
+    s1, _, _ = run(s0, sp, 2, dev)
+    assert s1.state is UP
+    both = spec("10.1.0.12:51820", "203.0.113.12:51820")
+    s2, push, rotated = run(s1, both, 3, dev)
+    assert (s2.state, push, rotated) == (UP, ep("10.1.0.12:51820"), False)
+
+
+def test_resume_keeps_a_live_session_on_its_endpoint() -> None:
+    """A restarted daemon finds the peer in the device: a recent handshake continues as up on the
+    device's (possibly roamed) endpoint, with nothing pushed over it; a stale one starts afresh."""
+    sp = spec("10.9.0.2:51820", "10.0.0.2:51820")
+    live = DevicePeer(endpoint=ep("10.0.0.2:51820"), last_handshake_time=NOW - dt.timedelta(seconds=40))
+    st = resume_status(NOW, sp, live)
+    u = update_peer(NOW, st, sp, live)
+    assert (u.status.state, u.push_endpoint, u.rotated) == (UP, ep("10.0.0.2:51820"), False)
+    stale = DevicePeer(endpoint=ep("10.0.0.2:51820"), last_handshake_time=NOW - dt.timedelta(seconds=400))
+    assert resume_status(NOW, sp, stale) == new_status(sp)
+    assert resume_status(NOW, sp, None) == new_status(sp)

@@ -134,8 +134,27 @@ def test_peer_add_remove_change_only_those() -> None:
     ],
 )
 def test_peer_differences(peer: WireguardPeer) -> None:
-    cfg = compute_diff(spec([peer]), device(peers=[peer_info(1)]))
+    live = 1700000000.0 + 30  # the device's handshake was 30 s ago: a live session
+    cfg = compute_diff(spec([peer]), device(peers=[peer_info(1)]), now=live)
     assert [p.public_key for p in cfg.peers] == [K[1]]
+    assert not cfg.peers[0].remove
+
+
+@pytest.mark.parametrize(
+    ("handshake", "recreated"), [(0.0, True), (1700000000.0 - 181, True), (1700000000.0 - 60, False)]
+)
+def test_new_endpoint_without_session_recreates_the_peer(handshake: float, recreated: bool) -> None:
+    """Rotation (kubespan.md §6.3): with no live session the peer is removed and re-added in the
+    same write, so WireGuard initiates on the new endpoint at once instead of after its 5 s
+    initiation limit; a live session is never dropped."""
+    dev = device(peers=[peer_info(1, last_handshake=handshake)])
+    cfg = compute_diff(spec([peer_spec(1, endpoint="192.0.2.9:51820")]), dev, now=1700000000.0)
+    flags = [(p.public_key, p.remove) for p in cfg.peers]
+    assert flags == ([(K[1], True), (K[1], False)] if recreated else [(K[1], False)])
+    assert cfg.peers[-1].endpoint == "192.0.2.9:51820"
+    # the same endpoint, spelled the same: nothing at all
+    same = compute_diff(spec([peer_spec(1)]), dev, now=1700000000.0)
+    assert same.is_empty()
 
 
 def test_preshared_key_removed_is_cleared() -> None:

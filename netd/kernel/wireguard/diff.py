@@ -17,9 +17,18 @@ port, fwmark when they differ; vanished peers removed; new and changed peers
 (re-)added with their whole configuration and ``replace_allowed_ips``. Peers
 that did not change are not mentioned, so their sessions (handshake, counters)
 are untouched.
+
+One exception, for endpoint rotation (kubespan.md §6.3): a peer whose endpoint
+changes while it has no live session (never a handshake, or none for longer
+than WireGuard's REJECT_AFTER_TIME) is removed and re-added in the same write.
+WireGuard sends at most one handshake initiation per REKEY_TIMEOUT (5 s) and
+would otherwise keep the new endpoint waiting for the retry of the failed
+one; a fresh peer initiates at once. Nothing is lost: there is no session.
 """
 
 from __future__ import annotations
+
+import time
 
 from netd.kernel.wireguard.model import (
     DeviceConfig,
@@ -61,7 +70,15 @@ def peer_config(want: WireguardPeer) -> PeerConfig:
     )
 
 
-def compute_diff(desired: WireguardSpec, device: WireguardDevice) -> DeviceConfig:
+#: WireGuard's REJECT_AFTER_TIME: a session whose last handshake is older is dead.
+REJECT_AFTER_TIME = 180.0
+
+
+def session_dead(have: PeerInfo, now: float) -> bool:
+    return not have.last_handshake or now - have.last_handshake > REJECT_AFTER_TIME
+
+
+def compute_diff(desired: WireguardSpec, device: WireguardDevice, now: float | None = None) -> DeviceConfig:
     """The write that brings ``device`` to ``desired``; empty (``is_empty()``) when in sync.
 
     Desired endpoints must be IP literals (resolve hostnames first). Desired peers with a
@@ -81,10 +98,14 @@ def compute_diff(desired: WireguardSpec, device: WireguardDevice) -> DeviceConfi
         want.setdefault(key_from_b64(p.public_key), p)
     for key in sorted(have.keys() - want.keys()):
         cfg.peers.append(PeerConfig(public_key=key, remove=True))
+    t = time.time() if now is None else now
     for key, p in sorted(want.items()):
         old = have.get(key)
         if old is None or not peer_in_sync(p, old):
-            cfg.peers.append(peer_config(p))
+            new = peer_config(p)
+            if old is not None and new.endpoint and new.endpoint != old.endpoint and session_dead(old, t):
+                cfg.peers.append(PeerConfig(public_key=key, remove=True))
+            cfg.peers.append(new)
     return cfg
 
 
