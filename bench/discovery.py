@@ -467,8 +467,8 @@ def main() -> None:
     if a.nice:
         global NICE
         NICE = a.nice
-        prioritize(os.getpid())  # the load processes inherit it and share this session
         atexit.register(restore_session_nice, Path("/proc/self/autogroup").read_text())
+        prioritize(os.getpid())  # the load processes inherit it and share this session
     if a.quick:
         a.clients, a.measure, a.warmup = 100, 10.0, 3.0
     rows = []
