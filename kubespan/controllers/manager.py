@@ -51,9 +51,10 @@ from cluster.resources import (
 from cosi import Context, Controller, Input, InputKind, Output, OutputKind
 from kubespan import constants as c
 from kubespan.harvest import harvest_endpoints
-from kubespan.nft import KubeSpanTable, RoutedSet, routed_set
-from kubespan.peer_state import DevicePeer, PeerState, PeerStatus, Timers, resume_status, update_peer
+from kubespan.nft import KubeSpanTable, RoutedSet
+from kubespan.peer_state import DevicePeer, PeerStatus, Timers
 from kubespan.peers import Endpoint, Network, PeerSpec
+from kubespan.reconcile import PassInput, manager_pass
 from kubespan.resources import (
     ENDPOINT_TYPE,
     PEER_SPEC_TYPE,
@@ -62,7 +63,7 @@ from kubespan.resources import (
     KubeSpanPeerSpecSpec,
     KubeSpanPeerStatusSpec,
 )
-from kubespan.specs import KubeSpanSpecs, LocalIdentity, kubespan_specs
+from kubespan.specs import LocalIdentity
 from netd import tunables
 from netd.kernel.applied import Applied
 from netd.kernel.nftables import NftablesError, netfilter_unavailable
@@ -164,25 +165,6 @@ def static_peers(
         )
         nets.extend(p.network for p in sp.allowed_ips)
     return peers, nets
-
-
-def with_adopted(specs: KubeSpanSpecs, adopted: Sequence[WireguardPeer]) -> None:
-    """Add peers that are not from PeerSpecs (static ones; device peers kept over a restart)
-    to the published link (sorted by key, §7.1)."""
-    if not adopted:
-        return
-    for link in specs.links.values():
-        wg = link.wireguard
-        if wg is None:
-            continue
-        peers = sorted([*wg.peers, *adopted], key=lambda p: p.public_key)
-        link.wireguard = wg.model_copy(update={"peers": peers})
-
-
-def extend_routed(routed: RoutedSet, nets: Sequence[Network]) -> RoutedSet:
-    v4 = [*routed.ipv4, *(n for n in nets if isinstance(n, ipaddress.IPv4Network))]
-    v6 = [*routed.ipv6, *(n for n in nets if isinstance(n, ipaddress.IPv6Network))]
-    return RoutedSet(tuple(ipaddress.collapse_addresses(v4)), tuple(ipaddress.collapse_addresses(v6)))
 
 
 class ManagerController(Controller):
@@ -364,94 +346,76 @@ class ManagerController(Controller):
                 ctx.requeue_after(max(wait, MIN_REQUEUE))
                 return
             self._ready = True
-        now = dt.datetime.now(dt.UTC)
+        ks_ip = ident.address.ip
+        assert isinstance(ks_ip, ipaddress.IPv6Address)
         raw = await self._device(link)
-        device = device_peers(raw)
         specs: dict[str, PeerSpec] = {}
         for r in ctx.list(KUBESPAN, PEER_SPEC_TYPE):
             if isinstance(r.spec, KubeSpanPeerSpecSpec):
                 p = peer_spec(r.id, r.spec)
                 if p is not None:
                     specs[r.id] = p
-        subnets = connected_subnets(
-            [r.spec for r in ctx.list(NETWORK, ADDRESS_STATUS_TYPE) if isinstance(r.spec, AddressStatus)]
-        )
-
-        # §6.3 steps 3-6.
-        statuses: dict[str, PeerStatus] = {}
-        push: dict[str, Endpoint | None] = {}
-        due: list[dt.datetime] = []
-        for key, spec in sorted(specs.items()):
-            dev = device.get(key)
-            st = self.statuses.get(key) or resume_status(now, spec, dev, self.timers)
-            u = update_peer(now, st, spec, dev, local_subnets=subnets, timers=self.timers)
-            if u.rotated:
-                log.info("peer %s (%s): trying endpoint %s", spec.label, key[:8], u.push_endpoint)
-            if st.state is not u.status.state and self.statuses.get(key) is not None:
-                log.info("peer %s (%s): %s", spec.label, key[:8], u.status.state)
-            statuses[key] = u.status
-            push[key] = u.push_endpoint
-            if u.next_check is not None:
-                due.append(u.next_check)
-        self.statuses = statuses
-
-        # Restart: device peers without a spec yet are kept as they are during the grace.
         extra, extra_nets = static_peers(cfg, specs, self.keepalive)
+        # Restart: device peers without a spec yet are kept as they are during the grace.
         known = set(specs) | {p.public_key for p in extra}
-        adopted: list[WireguardPeer] = []
-        adopted_nets: list[Network] = []
+        adopted = 0
         if self._grace_left() > 0:
             for info in raw.peers if raw is not None else []:
                 if key_to_b64(info.public_key) not in known:
-                    adopted.append(info.to_spec().model_copy(update={"endpoint": ""}))
-                    adopted_nets.extend(a.network for a in info.allowed_ips)
-
-        # §7.1-7.3 as operator-layer specs.
-        try:
-            out = kubespan_specs(
-                LocalIdentity(address=ident.address.ip, private_key=ident.private_key),  # type: ignore[arg-type]
+                    extra.append(info.to_spec().model_copy(update={"endpoint": ""}))
+                    adopted += 1
+                    if cfg.force_routing:
+                        extra_nets.extend(a.network for a in info.allowed_ips)
+        addresses = [
+            a.spec for a in ctx.list(NETWORK, ADDRESS_STATUS_TYPE) if isinstance(a.spec, AddressStatus)
+        ]
+        result = manager_pass(
+            PassInput(
+                now=dt.datetime.now(dt.UTC),
+                identity=LocalIdentity(address=ks_ip, private_key=ident.private_key),
                 mtu=cfg.mtu,
                 shared_secret=cfg.shared_secret,
-                peers=specs.values(),
-                endpoints=push,
+                force_routing=cfg.force_routing,
+                specs=specs,
+                statuses=self.statuses,
+                device=device_peers(raw),
+                local_subnets=connected_subnets(addresses),
                 existing_rules=[
                     r.spec
                     for r in ctx.list(NETWORK, ROUTING_RULE_STATUS_TYPE)
                     if isinstance(r.spec, RoutingRuleStatus)
                 ],
+                extra_peers=extra,
+                extra_routed=extra_nets,
                 keepalive=self.keepalive,
+                timers=self.timers,
             )
-        except ValueError as e:
-            self._log_once("specs", logging.ERROR, f"KubeSpan not applied: {e}")
+        )
+        for line in result.events:
+            log.info("%s", line)
+        self.statuses = result.statuses
+        if result.specs is None:
+            self._log_once("specs", logging.ERROR, f"KubeSpan not applied: {result.error}")
             self._publish_statuses(ctx, cfg)
             return
         self._logged.pop("specs", None)
-        with_adopted(out, [*extra, *adopted])
+        out = result.specs
         ctx.reconcile_owned(NETWORK_CONFIG, LINK_SPEC_TYPE, out.links)
         ctx.reconcile_owned(NETWORK_CONFIG, ADDRESS_SPEC_TYPE, out.addresses)
         ctx.reconcile_owned(NETWORK_CONFIG, ROUTE_SPEC_TYPE, out.routes)
         ctx.reconcile_owned(NETWORK_CONFIG, ROUTING_RULE_SPEC_TYPE, out.rules)
-
-        # §6.3 step 7 + §7.4/7.5.
-        states = {k: s.state for k, s in statuses.items()}
-        routed = routed_set(specs.values(), states, force_routing=cfg.force_routing)
-        if adopted_nets and cfg.force_routing:
-            extra_nets.extend(adopted_nets)
-        if extra_nets:
-            routed = extend_routed(routed, extra_nets)
-        self._apply_table(routed, cfg.mtu)
+        self._apply_table(result.routed, cfg.mtu)
         if link is not None:
             self._rp_filter()
         self._publish_statuses(ctx, cfg)
 
         # Next run: when a peer's state can change by itself, else the refresh interval.
         delay = self.interval
-        if due:
-            delay = min(delay, (min(due) - dt.datetime.now(dt.UTC)).total_seconds())
+        if result.next_check is not None:
+            delay = min(delay, (result.next_check - dt.datetime.now(dt.UTC)).total_seconds())
         if adopted:
             delay = min(delay, self._grace_left())
-        trying = [s for s in statuses.values() if s.state is PeerState.UNKNOWN and s.last_endpoint_change]
-        if trying:
+        if result.trying:
             delay = min(delay, TRYING_POLL)
         ctx.requeue_after(max(delay, MIN_REQUEUE))
 

@@ -444,17 +444,20 @@ def status_of(m: Machined, label: str) -> dict[str, Any] | None:
     return None
 
 
+NO_HARVEST = "enabled: true\nharvestExtraEndpoints: false\n"
+
+
 def test_endpoint_rotation_and_order(world: World) -> None:
     """Issue 12 rotation: b2 advertises an unreachable endpoint first, then a reachable one (neither
     on b1's subnets): b1 rotates exactly ENDPOINT_CONNECTION_TIMEOUT after trying the first. b3
     advertises an unreachable private endpoint before a public one: b1 tries the public one first
     (decisions.md "Endpoint order"). b1 advertises only an endpoint nobody can reach, so neither
-    can initiate and roam b1's view."""
+    can initiate and roam b1's view (harvesting off: b3 would report where it sees b1, §10 S13)."""
     b1 = add_node(
         world, "b1", "10.0.0.11", "02:00:0a:00:00:11",
         node_config(
             "b1", ["10.0.0.11/24", "198.51.100.11/32"],
-            "enabled: true\nfilters:\n  endpoints: [198.51.100.0/24]",
+            NO_HARVEST + "filters:\n  endpoints: [198.51.100.0/24]",
             routes=(("10.9.0.0/24", "10.0.0.12"), ("203.0.113.0/24", "10.0.0.13")),
         ),
     )  # fmt: skip
@@ -462,14 +465,14 @@ def test_endpoint_rotation_and_order(world: World) -> None:
         world, "b2", "10.0.0.12", "02:00:0a:00:00:12",
         node_config(
             "b2", ["10.0.0.12/24", "192.168.99.12/32", "10.9.0.12/32"],
-            "enabled: true\nfilters:\n  endpoints: [192.168.99.0/24, 10.9.0.0/24]",
+            NO_HARVEST + "filters:\n  endpoints: [192.168.99.0/24, 10.9.0.0/24]",
         ),
     )  # fmt: skip
     b3 = add_node(
         world, "b3", "10.0.0.13", "02:00:0a:00:00:13",
         node_config(
             "b3", ["10.0.0.13/24", "192.168.99.13/32", "203.0.113.13/32"],
-            "enabled: true\nfilters:\n  endpoints: [192.168.99.0/24, 203.0.113.0/24]",
+            NO_HARVEST + "filters:\n  endpoints: [192.168.99.0/24, 203.0.113.0/24]",
         ),
     )  # fmt: skip
     seen: dict[str, list[tuple[float, str, str]]] = {"b2": [], "b3": []}
