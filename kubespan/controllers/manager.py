@@ -82,8 +82,8 @@ log = logging.getLogger("kubespan.manager")
 #: The nft table's ownership record in ``applied.json`` (decisions.md "KubeSpan").
 APPLIED_KIND = "nftables"
 APPLIED_KEY = f"{c.NFT_FAMILY} {c.NFT_TABLE}"
-#: rp_filter of the ``kubespan`` link (§7.8: strict filtering drops what peers send through it).
-RP_FILTER = Path("/proc/sys/net/ipv4/conf") / c.LINK_NAME / "rp_filter"
+#: Where the per-link rp_filter sysctls live (§7.8).
+RP_FILTER_DIR = Path("/proc/sys/net/ipv4/conf")
 #: Shortest timer the manager arms (a state change due "now" is re-checked this soon).
 MIN_REQUEUE = 0.05
 #: While a peer is trying an endpoint, the device is read this often: a handshake raises no
@@ -165,6 +165,33 @@ def static_peers(
         )
         nets.extend(p.network for p in sp.allowed_ips)
     return peers, nets
+
+
+def rp_filter_off(conf: Path, link: str) -> str | None:
+    """Make ``link``'s effective rp_filter 0 without changing any other link's (see
+    :meth:`ManagerController._rp_filter`); a description of what was written, None if nothing."""
+    own = conf / link / "rp_filter"
+    all_ = conf / "all" / "rp_filter"
+    strict = int(all_.read_text())
+    wrote: list[str] = []
+    if strict:
+        raised = []
+        for d in sorted(conf.iterdir()):
+            if d.name in ("all", link):
+                continue
+            f = d / "rp_filter"
+            try:
+                if int(f.read_text()) < strict:
+                    f.write_text(f"{strict}\n")
+                    raised.append(d.name)
+            except (OSError, ValueError):
+                continue  # a link that went away meanwhile
+        all_.write_text("0\n")
+        wrote.append(f"all: {strict} -> 0, {strict} now set on " + (", ".join(raised) or "no other link"))
+    if int(own.read_text()):
+        own.write_text("0\n")
+        wrote.append(link)
+    return "; ".join(wrote) if wrote else None
 
 
 class ManagerController(Controller):
@@ -305,14 +332,22 @@ class ManagerController(Controller):
         self.applied.remove(APPLIED_KIND, APPLIED_KEY)
 
     def _rp_filter(self) -> None:
-        """§7.8: loose reverse-path filtering on ``kubespan`` (the effective value is the larger
-        of ``all`` and the link's, so 2 here is enough whatever ``all`` says)."""
+        """§7.8 on the real kernel: reverse-path filtering off on ``kubespan``.
+
+        Packets from a peer's node address arrive decrypted on ``kubespan`` while the route
+        back to that address is the underlay's, so strict filtering drops them; and loose
+        filtering (2) drops them too, because ``kubespan`` has no IPv4 address (the kernel's
+        fib_validate_source fails a device without one unless rp_filter is 0). The kernel
+        applies max(all, link), so a non-zero ``all`` is first moved onto every other link
+        and ``default``: their effective value is unchanged, only ``kubespan`` gets 0.
+        """
         try:
-            if RP_FILTER.read_text().strip() == "1":
-                RP_FILTER.write_text("2\n")
-                log.info("net.ipv4.conf.%s.rp_filter = 2", c.LINK_NAME)
+            moved = rp_filter_off(RP_FILTER_DIR, c.LINK_NAME)
         except OSError as e:
             self._log_once("rp_filter", logging.WARNING, f"cannot set rp_filter on {c.LINK_NAME}: {e}")
+            return
+        if moved is not None:
+            log.info("net.ipv4.conf.%s.rp_filter = 0 (%s)", c.LINK_NAME, moved)
 
     def _rule_specs_left(self, ctx: Context) -> bool:
         """Whether a KubeSpan rule spec is still applied (held by the rule controller until the

@@ -149,6 +149,8 @@ def kubespan_rules(node: Node, family: str) -> list[dict[str, Any]]:
 def test_three_node_mesh(world: World) -> None:
     world.service.start("--state-file", str(world.state_file))
     ms = [world.add(i, config(i)) for i in (1, 2, 3)]
+    # n3 filters reverse paths strictly (a common host default): KubeSpan needs loose on its link.
+    ms[2].node.sh("sysctl -qw net.ipv4.conf.all.rp_filter=1 net.ipv4.conf.default.rp_filter=1")
     t0 = time.monotonic()
     for m in ms:
         m.start()
@@ -191,6 +193,15 @@ def test_three_node_mesh(world: World) -> None:
     statuses = {s["label"]: s for s in ms[0].specs("kubespanpeerstatuses").values()}
     assert statuses["n2"]["endpoint"] == "10.0.0.2:51820"
     assert statuses["n2"]["lastHandshakeTime"]
+
+    # §7.8: no reverse-path filtering on kubespan (it has no IPv4 address, so even loose mode
+    # drops), every other link's effective value unchanged
+    rp = ms[2].node.sh(
+        "sysctl -n net.ipv4.conf.kubespan.rp_filter net.ipv4.conf.all.rp_filter "
+        "net.ipv4.conf.eth0.rp_filter net.ipv4.conf.default.rp_filter"
+    ).split()
+    assert rp == ["0", "0", "1", "1"], rp
+    assert ping(n1, "10.0.0.3")  # through the tunnel, arriving on n3's kubespan from 10.0.0.1
 
     # pings over KubeSpan addresses, every pair
     for a in ms:
@@ -511,4 +522,45 @@ def test_endpoint_rotation_and_order(world: World) -> None:
     print(f"b3: up {up3 - first3:.1f}s after its public endpoint was tried")
     assert up3 - first3 < 3 * MARGIN
     for m in (b1, b2, b3):
+        m.stop()
+
+
+THIRD_ID = "DAqbx4jq5OqXVOaAWG3JCnk8c71lZHLqQz7Vca/M4jg="
+THIRD_SECRET = "tkZJPHAkmBiaI4lL2WDTO+ry8Y05i0T1nM9RQLTBg3o="
+DROP_WIREGUARD = """add table inet drop_wg
+add chain inet drop_wg input { type filter hook input priority -10; policy accept; }
+add rule inet drop_wg input udp dport 51820 drop
+"""
+
+
+def test_allow_down_peer_bypass(world: World) -> None:
+    """§7.5 / §10 S7: c2 drops every WireGuard packet it receives, so it never comes up on c1.
+    Default (force routing): c1's traffic to c2 is black-holed in the tunnel, never sent in the
+    clear. allowDownPeerBypass on both: traffic to the down peer leaves unencrypted on eth0."""
+
+    def cfg(name: str, ip: str, bypass: bool) -> str:
+        ks = f"enabled: true\nallowDownPeerBypass: {str(bypass).lower()}"
+        return node_config(name, [f"{ip}/24"], ks, cluster_id=THIRD_ID, secret=THIRD_SECRET)
+
+    c1 = add_node(world, "c1", "10.0.0.21", "02:00:0a:00:00:21", cfg("c1", "10.0.0.21", False))
+    c2 = add_node(world, "c2", "10.0.0.22", "02:00:0a:00:00:22", cfg("c2", "10.0.0.22", False))
+    c2.node.run(["nft", "-f", "-"], input=DROP_WIREGUARD)
+    world.service_up()
+    c1.start()
+    c2.start()
+    wait_until(lambda: status_of(c1, "c2") is not None, timeout=10 * MARGIN, what="c1 has a status for c2")
+    wait_until(lambda: "10.0.0.22" in set_elements(c1.node, "kubespan_targets_ipv4"), timeout=10 * MARGIN)
+    assert not ping(c1.node, "10.0.0.22", count=2, timeout=1)  # into the dead tunnel: dropped
+    assert status_of(c1, "c2")["state"] != "up"  # type: ignore[index]
+
+    apply_config(c1, cfg("c1", "10.0.0.21", True))
+    apply_config(c2, cfg("c2", "10.0.0.22", True))
+    wait_until(lambda: not set_elements(c1.node, "kubespan_targets_ipv4"), timeout=10 * MARGIN)
+    tcpdump = ["tcpdump", "-n", "-l", "-i", "eth0", "-c", "1", "icmp and host 10.0.0.22"]
+    cap = c1.node.popen(tcpdump, stdout=subprocess.PIPE)
+    time.sleep(0.5)
+    assert wait_until(lambda: ping(c1.node, "10.0.0.22"), timeout=10 * MARGIN, what="plain ping to c2")
+    out, _ = cap.communicate(timeout=10)
+    assert "ICMP" in (out or ""), out  # in the clear on eth0
+    for m in (c1, c2):
         m.stop()
