@@ -63,6 +63,18 @@ def test_demo(cluster: ClusterRecord) -> None:
     for n in names:
         assert steps.peer_states(record, n) == {p: steps.UP for p in names if p != n}, n
 
+    # §6.4 harvesting behind NAT: each node reports where it sees its peers; a peer of the other
+    # site is seen at its public (1:1 NAT) address, and that is what is harvested.
+    for n in names:
+        statuses = {str(md["id"]): spec for md, spec in steps._list(record, n, "kubespanpeerstatuses")}
+        harvested = {str(md["id"]): spec for md, spec in steps._list(record, n, "kubespanendpoints")}
+        assert set(harvested) == set(statuses), n
+        for key, h in harvested.items():
+            peer = str(statuses[key]["label"])
+            assert h["endpoint"] == statuses[key]["endpoint"], (n, peer)
+            if steps.site_of(record, peer) != steps.site_of(record, n):
+                assert str(h["endpoint"]).startswith("203.0.113."), (n, peer, h)
+
     a, b = steps.cross_site_pair(record)
     assert steps.site_of(record, a) != steps.site_of(record, b)
     address = steps.kubespan_address(record, b)

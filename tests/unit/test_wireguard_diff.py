@@ -348,3 +348,17 @@ def test_is_userspace_device(tmp_path: Path) -> None:
         s.bind(str(tmp_path / "wg9.sock"))
         assert is_userspace_device("wg9", "tun", sock_dir=tmp_path)
         assert not is_userspace_device("wg9", "wireguard", sock_dir=tmp_path)
+
+
+def test_roamed_endpoint_is_kept_while_the_desired_one_is_unchanged() -> None:
+    """WireGuard roamed the peer (it talked to us from its NAT address): a spec that still wants
+    the endpoint we wrote last time does not force it back; a new desired endpoint is written."""
+    dev = device(peers=[peer_info(1, endpoint="203.0.113.7:51820")])
+    wrote = {K[1]: "192.0.2.1:51820"}
+    assert compute_diff(spec([peer_spec(1)]), dev, now=1700000000.0 + 30, applied_endpoints=wrote).is_empty()
+    moved = compute_diff(
+        spec([peer_spec(1, endpoint="192.0.2.9:51820")]), dev, now=1700000000.0 + 30, applied_endpoints=wrote
+    )
+    assert [(p.public_key, p.endpoint) for p in moved.peers] == [(K[1], "192.0.2.9:51820")]
+    # without the memory (a fresh process), the desired endpoint is written
+    assert not compute_diff(spec([peer_spec(1)]), dev, now=1700000000.0 + 30).is_empty()

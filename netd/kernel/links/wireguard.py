@@ -52,7 +52,7 @@ from netd.kernel.wireguard import (
     select_backend,
 )
 from netd.kernel.wireguard import in_sync as device_in_sync
-from netd.kernel.wireguard.model import is_ip_endpoint
+from netd.kernel.wireguard.model import is_ip_endpoint, key_from_b64, normalize_endpoint
 from netd.resources.enums import LinkType
 from netd.resources.link import LinkSpec, WireguardSpec
 
@@ -88,6 +88,20 @@ def spec_in_sync(desired: WireguardSpec, last: Configured | None) -> bool:
         return device_in_sync(desired, last.device)
     except (ValueError, WireguardError):  # a malformed key: configure() reports it
         return False
+
+
+def applied_endpoints(last: Configured | None) -> dict[bytes, str]:
+    """The IP endpoints this process last wrote into the device, by peer key."""
+    out: dict[bytes, str] = {}
+    if last is None:
+        return out
+    for p in last.desired.peers:
+        if p.endpoint and is_ip_endpoint(p.endpoint):
+            try:
+                out[key_from_b64(p.public_key)] = normalize_endpoint(p.endpoint)
+            except ValueError:
+                continue
+    return out
 
 
 def is_wireguard_link(link: KernelLink, sock_dir: Path = SOCKET_DIR) -> bool:
@@ -149,9 +163,14 @@ class WireguardKind(LinkKind):
             return UserspaceBackend(sock_dir=self.sock_dir)
         return KernelBackend()
 
-    async def _configure(self, backend: WireguardBackend, spec: LinkSpec, index: int | None) -> None:
+    async def _configure(
+        self, backend: WireguardBackend, spec: LinkSpec, index: int | None, last: Configured | None = None
+    ) -> None:
         name = spec.name
-        wrote = await _backend_call(f"configure {name}", lambda: backend.configure(name, spec.wireguard))
+        applied = applied_endpoints(last)
+        wrote = await _backend_call(
+            f"configure {name}", lambda: backend.configure(name, spec.wireguard, applied_endpoints=applied)
+        )
         if wrote:
             log.info("link %s: WireGuard configuration written (%s backend)", name, backend.name)
         else:
@@ -172,8 +191,9 @@ class WireguardKind(LinkKind):
 
     async def update(self, ops: LinkOps, spec: LinkSpec, link: KernelLink, links: Links) -> None:
         self.prune(links)
+        last = self._configured.get((_netns(), link.index))
         self.forget(link.index)
-        await self._configure(self.backend_for(link), spec, link.index)
+        await self._configure(self.backend_for(link), spec, link.index, last)
 
     async def delete(self, ops: LinkOps, link: KernelLink) -> None:
         self.forget(link.index)

@@ -13,6 +13,7 @@ import abc
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 
 from netd.kernel.wireguard.diff import compute_diff
@@ -61,11 +62,14 @@ class WireguardBackend(abc.ABC):
     async def delete(self, ifname: str) -> None:
         """Remove the device (and its process); a no-op if it is gone."""
 
-    async def configure(self, ifname: str, desired: WireguardSpec) -> bool:
+    async def configure(
+        self, ifname: str, desired: WireguardSpec, applied_endpoints: Mapping[bytes, str] | None = None
+    ) -> bool:
         """Bring the device to ``desired`` writing only the difference (netd.md §5.1 step 5);
-        True if something was written."""
+        True if something was written. ``applied_endpoints``: the endpoints this process last
+        wrote, by peer key (a roamed peer whose desired endpoint did not change is left alone)."""
         resolved = await resolve_endpoints(desired)
-        cfg = compute_diff(resolved, await self.get(ifname))
+        cfg = compute_diff(resolved, await self.get(ifname), applied_endpoints=applied_endpoints)
         if cfg.is_empty():
             return False
         await self.apply(ifname, cfg)

@@ -29,6 +29,7 @@ one; a fresh peer initiates at once. Nothing is lost: there is no session.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 from netd.kernel.wireguard.model import (
     DeviceConfig,
@@ -46,15 +47,24 @@ def _keepalive(p: WireguardPeer) -> int:
     return int(p.persistent_keepalive_interval.total_seconds())
 
 
-def peer_in_sync(want: WireguardPeer, have: PeerInfo) -> bool:
-    """Whether the device's peer ``have`` satisfies ``want`` (same public key assumed)."""
+def peer_in_sync(want: WireguardPeer, have: PeerInfo, applied_endpoint: str | None = None) -> bool:
+    """Whether the device's peer ``have`` satisfies ``want`` (same public key assumed).
+
+    ``applied_endpoint`` is the endpoint this process last wrote for the peer: when the
+    desired one is still that, a different device endpoint is WireGuard's roaming (the peer
+    talked to us from elsewhere, e.g. through NAT) and is kept, as wg-quick and
+    systemd-networkd do: an endpoint is configured when it changes, not enforced.
+    """
     if key_from_b64(want.preshared_key) != have.preshared_key:
         return False
     if _keepalive(want) != have.persistent_keepalive:
         return False
     if canonical_allowed_ips(want.allowed_ips) != canonical_allowed_ips(have.allowed_ips):
         return False
-    return not want.endpoint or normalize_endpoint(want.endpoint) == normalize_endpoint(have.endpoint)
+    if not want.endpoint:
+        return True
+    wanted = normalize_endpoint(want.endpoint)
+    return wanted in (normalize_endpoint(have.endpoint), applied_endpoint)
 
 
 def peer_config(want: WireguardPeer) -> PeerConfig:
@@ -78,7 +88,12 @@ def session_dead(have: PeerInfo, now: float) -> bool:
     return not have.last_handshake or now - have.last_handshake > REJECT_AFTER_TIME
 
 
-def compute_diff(desired: WireguardSpec, device: WireguardDevice, now: float | None = None) -> DeviceConfig:
+def compute_diff(
+    desired: WireguardSpec,
+    device: WireguardDevice,
+    now: float | None = None,
+    applied_endpoints: Mapping[bytes, str] | None = None,
+) -> DeviceConfig:
     """The write that brings ``device`` to ``desired``; empty (``is_empty()``) when in sync.
 
     Desired endpoints must be IP literals (resolve hostnames first). Desired peers with a
@@ -101,7 +116,8 @@ def compute_diff(desired: WireguardSpec, device: WireguardDevice, now: float | N
     t = time.time() if now is None else now
     for key, p in sorted(want.items()):
         old = have.get(key)
-        if old is None or not peer_in_sync(p, old):
+        applied = applied_endpoints.get(key) if applied_endpoints else None
+        if old is None or not peer_in_sync(p, old, applied):
             new = peer_config(p)
             if old is not None and new.endpoint and new.endpoint != old.endpoint and session_dead(old, t):
                 cfg.peers.append(PeerConfig(public_key=key, remove=True))
