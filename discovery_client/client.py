@@ -438,7 +438,8 @@ class DiscoveryClient:
             if aff.id == self.affiliate_id:
                 continue
             if reply.deleted:
-                self._discovered.pop(aff.id, None)
+                if self._discovered.pop(aff.id, None) is not None:
+                    log.debug("affiliate %s deleted", aff.id)
                 continue
             if not aff.data:
                 continue  # only endpoints reported by others so far

@@ -208,6 +208,7 @@ class ManagerController(Controller):
         self._started = time.monotonic()
         self._ready = False
         self._leaving = False
+        self._seen: set[str] = set()  # public keys this process has had PeerSpecs for
         self._table: KubeSpanTable | None = None
         self._logged: dict[str, str] = {}
 
@@ -391,8 +392,10 @@ class ManagerController(Controller):
                 if p is not None:
                     specs[r.id] = p
         extra, extra_nets = static_peers(cfg, specs, self.keepalive)
-        # Restart: device peers without a spec yet are kept as they are during the grace.
-        known = set(specs) | {p.public_key for p in extra}
+        # Restart: device peers this process has not had a spec for (yet) are kept as they
+        # are during the grace; a peer whose spec went away is removed at once.
+        self._seen |= specs.keys()
+        known = self._seen | {p.public_key for p in extra}
         adopted = 0
         if self._grace_left() > 0:
             for info in raw.peers if raw is not None else []:
@@ -404,6 +407,7 @@ class ManagerController(Controller):
         addresses = [
             a.spec for a in ctx.list(NETWORK, ADDRESS_STATUS_TYPE) if isinstance(a.spec, AddressStatus)
         ]
+        log.debug("pass %d: %d peer specs", self.passes, len(specs))
         result = manager_pass(
             PassInput(
                 now=dt.datetime.now(dt.UTC),

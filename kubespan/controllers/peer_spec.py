@@ -97,6 +97,7 @@ class PeerSpecController(Controller):
                 if c is not None:
                     cands.append(c)
         built = build_peer_specs(select_candidates(cands, own))
+        log.debug("%d affiliates with KubeSpan, %d peers", len(cands), len(built.specs))
         warnings = set(built.warnings)
         for w in sorted(warnings - self._warned):
             log.warning("%s", w)

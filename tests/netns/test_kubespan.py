@@ -564,3 +564,41 @@ def test_allow_down_peer_bypass(world: World) -> None:
     assert "ICMP" in (out or ""), out  # in the clear on eth0
     for m in (c1, c2):
         m.stop()
+
+
+def test_wireguard_device_lost_is_rebuilt(world: World) -> None:
+    """The ``kubespan`` device goes away behind machined's back (wireguard-go killed, or the link
+    deleted): it is recreated with its address, routes and peers, and the mesh comes back."""
+    ms = [world.nodes[i] for i in (1, 2, 3)]
+    world.service_up()
+    wait_until(lambda: all_up(ms, 2), timeout=40 * MARGIN, interval=0.5, what="mesh up first")
+    n2 = ms[1].node
+    old = n2.link("kubespan")["ifindex"]
+    n2.ip("link", "del", "kubespan")  # wireguard-go exits with its tun device
+    wait_until(
+        lambda: n2.link("kubespan")["ifindex"] != old and bool(n2.ip_json("route", "show", "table", "180")),
+        timeout=10 * MARGIN,
+        interval=0.2,
+        what="kubespan recreated in n2",
+    )
+    wait_until(lambda: all_up(ms, 2), timeout=40 * MARGIN, interval=0.5, what="mesh up again")
+    assert ping(ms[0].node, ks_ip(2)) and ping(n2, ks_ip(3))
+
+
+def test_reset_leaves_nothing(world: World) -> None:
+    """§10 S10: ``netctl reset`` on n3: the others drop it (wg peer, set entries) at once, and n3
+    keeps no kubespan link, table-180 routes, 0x40/0x60 rules or nft table."""
+    m1, m3 = world.nodes[1], world.nodes[3]
+    n3 = m3.node
+    key3 = m3.specs("kubespanidentities")["local"]["publicKey"]
+    assert key3 in wg_peers(m1.node)
+    t0 = time.monotonic()
+    m3.netctl("reset")
+    wait_until(lambda: key3 not in wg_peers(m1.node), timeout=10 * MARGIN, interval=0.05, what="n1 drops n3")
+    print(f"n1 dropped n3's WireGuard peer {time.monotonic() - t0:.2f}s after `netctl reset` on n3")
+    assert "10.0.0.3" not in set_elements(m1.node, "kubespan_targets_ipv4")
+    wait_until(lambda: m3.proc is not None and m3.proc.poll() is not None, timeout=10 * MARGIN, what="n3 exits")
+    assert "kubespan" not in {link["ifname"] for link in n3.ip_json("link", "show")}
+    assert not n3.ip_json("route", "show", "table", "180")
+    assert not kubespan_rules(n3, "-4") and not kubespan_rules(n3, "-6")
+    assert nft_table(n3) is None
