@@ -599,7 +599,7 @@ def test_reset_leaves_nothing(world: World) -> None:
     print(f"n1 dropped n3's WireGuard peer {dropped:.2f}s after `netctl reset` on n3")
     assert dropped < 2 * MARGIN  # §10 S10: within 2 s of the delete
     assert "10.0.0.3" not in set_elements(m1.node, "kubespan_targets_ipv4")
-    wait_until(lambda: m3.proc is not None and m3.proc.poll() is not None, timeout=10 * MARGIN, what="n3 exits")
+    wait_until(lambda: m3.proc is not None and m3.proc.poll() is not None, timeout=10 * MARGIN)
     assert "kubespan" not in {link["ifname"] for link in n3.ip_json("link", "show")}
     assert not n3.ip_json("route", "show", "table", "180")
     assert not kubespan_rules(n3, "-4") and not kubespan_rules(n3, "-6")
