@@ -30,16 +30,15 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from harness import Lab, Node, wait_until
+from harness import Lab, Machined, Node, Service, wait_until
+from harness.daemons import listening as daemon_listening
 
 BIN = Path(sys.executable).parent
 MACHINED = str(BIN / "machined")
 NETCTL = str(BIN / "netctl")
 SERVICE = str(BIN / "discovery-service")
-REPO = Path(__file__).resolve().parents[2]
 
 CLUSTER_ID = "8XuV9TZHW08DOk3bVxQjH9ih_TBKjnh-j44tsCLSBzo="
 SECRET = "kCQsKr4B28VUl7qw1sVkTDNF9fFH++ViIuKsss+C6kc="
@@ -75,69 +74,8 @@ cluster:
 """
 
 
-class Machined:
-    def __init__(self, node: Node, text: str, env: dict[str, str]) -> None:
-        self.node = node
-        self.config = node.dir / "config.yaml"
-        self.config.write_text(text)
-        self.api = str(node.dir / "api.sock")
-        self.env = env
-        self.proc: subprocess.Popen[str] | None = None
-        self.started = 0.0
-
-    def start(self) -> None:
-        n = self.node
-        self.started = time.monotonic()
-        self.proc = n.popen(
-            [
-                MACHINED, "--config", str(self.config), "--state-dir", str(n.state_dir),
-                "--etc-dir", str(n.etc_dir), "--api", self.api, "--log-level", "debug",
-            ],
-            env=self.env,
-        )  # fmt: skip
-
-    def netctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self.node.run([NETCTL, *args, "--endpoint", self.api], check=check, timeout=60)
-
-    def get(self, type_: str, *args: str) -> list[dict[str, Any]]:
-        r = self.netctl("get", type_, *args, "-o", "json", check=False)
-        if r.returncode != 0:
-            return []
-        return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
-
-    def members(self) -> dict[str, dict[str, Any]]:
-        return {m["metadata"]["id"]: m["spec"] for m in self.get("members")}
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-
 def listening(node: Node, port: int) -> bool:
-    """A TCP listener on SERVICE_IP:port (grpc binds dual-stack: ``[::ffff:10.0.0.254]:3001``)."""
-    out = node.run(["ss", "-Hltn", f"sport = :{port}"], check=False).stdout
-    return SERVICE_IP in out
-
-
-class Service:
-    def __init__(self, node: Node, env: dict[str, str]) -> None:
-        self.node = node
-        self.env = env
-        self.proc: subprocess.Popen[str] | None = None
-
-    def start(self, *extra: str) -> None:
-        argv = [SERVICE, "--listen", f"{SERVICE_IP}:3000", "--gc-interval", str(GC), "--log-level", "debug"]
-        self.proc = self.node.popen([*argv, *extra], env=self.env)
-        wait_until(self._listening, timeout=30, what="discovery-service listening")
-
-    def _listening(self) -> bool:
-        return listening(self.node, 3000)
-
-    def stop(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        assert self.proc.wait(timeout=15) == 0
+    return daemon_listening(node, SERVICE_IP, port)
 
 
 class World:
@@ -147,14 +85,11 @@ class World:
         tunables.write_text(f"DISCOVERY_TTL: {TTL}\n")
         self.env = dict(os.environ)
         self.env["NETD_TUNABLES"] = str(tunables)
-        # `cluster` is a new top-level package: until the editable install lists it, the
-        # console scripts find it through the repository root.
-        self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")]))
         self.sw = lab.switch("sw")
         ds = lab.node("ds")
         lab.connect(ds, self.sw, "eth0")
         ds.sh(f"ip addr add {SERVICE_IP}/24 dev eth0")
-        self.service = Service(ds, self.env)
+        self.service = Service(ds, self.env, SERVICE_IP, gc=GC)
         self.state_file = ds.dir / "state.binpb"
         self.nodes: dict[int, Machined] = {}
 
