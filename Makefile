@@ -33,7 +33,7 @@ $(VENV)/.stamp: pyproject.toml requirements.lock
 	touch $@
 
 test: setup
-	$(MAKE) --no-print-directory test-unit test-netns test-uml test-vm
+	$(MAKE) --no-print-directory lint test-unit test-netns test-uml test-vm
 
 test-unit:
 	$(PYTEST) tests/unit
