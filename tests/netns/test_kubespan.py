@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -545,11 +546,15 @@ def test_allow_down_peer_bypass(world: World) -> None:
     c1 = add_node(world, "c1", "10.0.0.21", "02:00:0a:00:00:21", cfg("c1", "10.0.0.21", False))
     c2 = add_node(world, "c2", "10.0.0.22", "02:00:0a:00:00:22", cfg("c2", "10.0.0.22", False))
     c2.node.run(["nft", "-f", "-"], input=DROP_WIREGUARD)
+    # §10 S2: a rule already at 32500 (not ours) pushes KubeSpan's to the first free one below.
+    c1.node.ip("rule", "add", "priority", "32500", "from", "192.0.2.0/24", "lookup", "100")
     world.service_up()
     c1.start()
     c2.start()
     wait_until(lambda: status_of(c1, "c2") is not None, timeout=10 * MARGIN, what="c1 has a status for c2")
     wait_until(lambda: "10.0.0.22" in set_elements(c1.node, "kubespan_targets_ipv4"), timeout=10 * MARGIN)
+    assert [r["priority"] for r in kubespan_rules(c1.node, "-4")] == [32499]
+    assert [r["priority"] for r in kubespan_rules(c1.node, "-6")] == [32500]
     assert not ping(c1.node, "10.0.0.22", count=2, timeout=1)  # into the dead tunnel: dropped
     assert status_of(c1, "c2")["state"] != "up"  # type: ignore[index]
 
@@ -604,3 +609,29 @@ def test_reset_leaves_nothing(world: World) -> None:
     assert not n3.ip_json("route", "show", "table", "180")
     assert not kubespan_rules(n3, "-4") and not kubespan_rules(n3, "-6")
     assert nft_table(n3) is None
+
+
+LISTEN_7777 = """import socket, time
+s = socket.create_server(("::", 7777), family=socket.AF_INET6, dualstack_ipv6=True)
+time.sleep(60)"""
+CONNECT = "import socket, sys\nsocket.create_connection((sys.argv[1], 7777), 2).close()"
+SYN = "tcp port 7777 and tcp[tcpflags] & tcp-syn != 0"
+SYN6 = "ip6 and tcp port 7777 and ip6[53] & 2 != 0"
+
+
+def test_mss_clamped_in_the_tunnel(world: World) -> None:
+    """§10 S15: a TCP SYN to a peer is clamped to MTU-40 (IPv4) / MTU-60 (IPv6) inside the tunnel."""
+    m1, m2 = world.nodes[1], world.nodes[2]
+    n2 = m2.node
+    listener = n2.popen([sys.executable, "-c", LISTEN_7777])
+    try:
+        for target, want, expr in (("10.0.0.2", 1380, SYN), (ks_ip(2), 1360, SYN6)):
+            dump = ["tcpdump", "-n", "-l", "-v", "-i", "kubespan", "-c", "1", expr]
+            cap = n2.popen(dump, stdout=subprocess.PIPE)
+            time.sleep(0.5)
+            m1.node.run([sys.executable, "-c", CONNECT, target], check=False)
+            out, _ = cap.communicate(timeout=10)
+            found = re.search(r"mss (\d+)", out or "")
+            assert found and int(found.group(1)) == want, (target, out)
+    finally:
+        listener.kill()
