@@ -79,6 +79,11 @@ from netd.resources.nodeaddress import (
     NodeAddressFilter,
 )
 from netd.resources.operator import OPERATOR_SPEC_DEFINITION, OPERATOR_SPEC_TYPE, OperatorSpec
+from netd.resources.operator_status import (
+    OPERATOR_STATUS_DEFINITION,
+    OPERATOR_STATUS_TYPE,
+    OperatorStatusSpec,
+)
 from netd.resources.probe import (
     PROBE_SPEC_DEFINITION,
     PROBE_SPEC_TYPE,
@@ -146,6 +151,7 @@ ALL_DEFINITIONS: list[ResourceDefinition] = [
     TIME_SERVER_SPEC_DEFINITION,
     TIME_SERVER_STATUS_DEFINITION,
     OPERATOR_SPEC_DEFINITION,
+    OPERATOR_STATUS_DEFINITION,
     NODE_ADDRESS_DEFINITION,
     NODE_ADDRESS_FILTER_DEFINITION,
     NETWORK_STATUS_DEFINITION,
@@ -211,6 +217,7 @@ __all__ = [
     "NODE_ADDRESS_FILTER_TYPE",
     "NODE_ADDRESS_TYPE",
     "OPERATOR_SPEC_TYPE",
+    "OPERATOR_STATUS_TYPE",
     "PROBE_SPEC_TYPE",
     "PROBE_STATUS_TYPE",
     "RESOLVER_SPEC_TYPE",
@@ -245,6 +252,7 @@ __all__ = [
     "NodeAddress",
     "NodeAddressFilter",
     "OperatorSpec",
+    "OperatorStatusSpec",
     "ProbeSpec",
     "ProbeStatus",
     "ResolverSpec",
