@@ -26,7 +26,10 @@ printed and a PNG plot (matplotlib) written with a JSON of the numbers (``--out`
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
+import hashlib
+import ipaddress
 import json
 import os
 import shutil
@@ -417,8 +420,247 @@ def part_c(args: argparse.Namespace) -> dict[str, Any]:
     return data
 
 
+# ---- (a) manager pass cost, no kernel ---------------------------------------------------------------
+
+GOAL_A_MS = 5.0
+REKEY = 120.0  # WireGuard's REKEY_AFTER_TIME: an active peer handshakes every 2 minutes
+
+
+def _b64key(tag: str) -> str:
+    return base64.b64encode(hashlib.sha256(tag.encode()).digest()).decode()
+
+
+def _pod(i: int, base: int = 64) -> ipaddress.IPv4Interface:
+    return ipaddress.IPv4Interface(f"10.{base + ((i >> 8) & 63)}.{i & 255}.1/24")
+
+
+def synth_candidates(n: int) -> list[Any]:
+    """``n`` peers, each with 2 endpoints (private node IP, public address) and 3 allowed IPs
+    once §6.1 has built the spec (node IPv4 /32, pod /24, KubeSpan /128)."""
+    from kubespan.peers import Endpoint, PeerCandidate
+
+    base = int(ipaddress.IPv6Address("fd7f:175a:b97c:5602::"))
+    out = []
+    for i in range(n):
+        node = ipaddress.IPv4Address(f"10.1.{i >> 8}.{i & 255}")
+        public = ipaddress.IPv4Address(f"198.18.{i >> 8}.{i & 255}")
+        out.append(
+            PeerCandidate(
+                node_id=f"node-{i:05d}",
+                label=f"n{i}",
+                public_key=_b64key(f"peer{i}"),
+                kubespan_address=ipaddress.IPv6Address(base + 0x100 + i),
+                addresses=(node,),
+                additional_addresses=(_pod(i),),
+                endpoints=(Endpoint(node, 51820), Endpoint(public, 51820)),
+            )
+        )
+    return out
+
+
+def device_of(wg: Any, handshake: float) -> Any:
+    """The WireGuard device once ``wg`` (a LinkSpec's WireguardSpec) was applied, all peers with
+    a session."""
+    from netd.kernel.wireguard.model import PeerInfo, WireguardDevice, key_from_b64
+
+    peers = [
+        PeerInfo(
+            public_key=key_from_b64(p.public_key),
+            preshared_key=key_from_b64(p.preshared_key),
+            endpoint=p.endpoint,
+            persistent_keepalive=int(p.persistent_keepalive_interval.total_seconds()),
+            allowed_ips=list(p.allowed_ips),
+            last_handshake=handshake,
+            rx_bytes=1000,
+            tx_bytes=2000,
+        )
+        for p in wg.peers
+    ]
+    return WireguardDevice(private_key=key_from_b64(wg.private_key), listen_port=wg.listen_port,
+                           fwmark=wg.firewall_mark, peers=peers)  # fmt: skip
+
+
+@dataclass
+class Timing:
+    samples: list[float] = field(default_factory=list)  # seconds
+
+    def time(self, fn: Callable[[], Any]) -> Any:
+        t = time.perf_counter()
+        out = fn()
+        self.samples.append(time.perf_counter() - t)
+        return out
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def p90(self) -> float:
+        s = sorted(self.samples)
+        return s[min(len(s) - 1, int(len(s) * 0.9))]
+
+
+def prev_spec(result: Any, key: str) -> Any:
+    """The allowed IPs the last pass published for ``key``."""
+    link = next(iter(result.specs.links.values()))
+    return next(p.allowed_ips for p in link.wireguard.peers if p.public_key == key)
+
+
+def _dur(s: float) -> str:
+    return f"{s * 1e6:.0f} µs" if s < 1e-3 else f"{s * 1e3:.2f} ms"
+
+
+def part_a(args: argparse.Namespace) -> dict[str, Any]:
+    """(a) the manager's own work for N peers: one peer changed, nothing changed, full rebuild."""
+    import dataclasses
+    import datetime as dt
+    import gc
+
+    from cosi.state import State
+    from kubespan import constants as kc
+    from kubespan import nft as knft
+    from kubespan import reconcile
+    from kubespan.controllers.manager import peer_spec
+    from kubespan.peer_state import DevicePeer
+    from kubespan.peers import build_peer_specs
+    from kubespan.resources import KubeSpanPeerSpecSpec
+    from kubespan.specs import LocalIdentity
+    from netd.kernel.wireguard.diff import compute_diff
+    from netd.resources.link import LINK_SPEC_TYPE
+
+    n, reps = args.peers, args.reps
+    cands = synth_candidates(n)
+    built = build_peer_specs(cands)
+    assert len(built.specs) == n and not built.warnings, built.warnings
+    assert all(len(s.allowed_ips) == 3 and len(s.endpoints) == 2 for s in built.specs.values())
+    psk = _b64key("cluster-secret")
+    ident = LocalIdentity(address=ipaddress.IPv6Address("fd7f:175a:b97c:5602::1"), private_key=_b64key("me"))
+
+    t0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    stagger = {k: i * REKEY / n for i, k in enumerate(sorted(built.specs))}
+
+    def devices(statuses: Any, now: dt.datetime) -> dict[str, DevicePeer]:
+        """What the manager reads from the device each pass (new objects, as parsed from the
+        kernel): every peer had its first handshake 1 s after t0 and rekeys every REKEY s after
+        that, staggered; its counters grow every KEEPALIVE s (keepalives), staggered too."""
+        out = {}
+        for k, s in statuses.items():
+            age = (now - t0).total_seconds() - 1 - stagger[k]
+            hs = t0 + dt.timedelta(seconds=1 + (stagger[k] + REKEY * (age // REKEY) if age >= REKEY else 0))
+            ticks = int(((now - t0).total_seconds() + stagger[k]) // kc.KEEPALIVE)
+            ep = s.endpoint and type(s.endpoint)(type(s.endpoint.ip)(int(s.endpoint.ip)), s.endpoint.port)
+            out[k] = DevicePeer(endpoint=ep, last_handshake_time=hs, receive_bytes=1000 + 148 * ticks,
+                                transmit_bytes=2000 + 148 * ticks)  # fmt: skip
+        return out
+
+    def run(specs: Any, statuses: Any, now: dt.datetime, dev: Any) -> Any:
+        return reconcile.manager_pass(reconcile.PassInput(
+            now=now, identity=ident, mtu=kc.DEFAULT_MTU, shared_secret=psk, force_routing=True,
+            specs=specs, statuses=statuses, device=dev, keepalive=kc.KEEPALIVE))  # fmt: skip
+
+    # The KubeSpanPeerSpec resources as stored (an unchanged one keeps its object: State.update),
+    # and what controllers/manager.py makes of them on every pass: new PeerSpecs, equal values.
+    resources = {k: KubeSpanPeerSpecSpec.of(p) for k, p in built.specs.items()}
+
+    def from_resources() -> dict[str, Any]:
+        return {k: p for k, r in resources.items() if (p := peer_spec(k, r)) is not None}
+
+    # Warm-up to the steady state: a first pass (all peers new), then all up on their first endpoint.
+    specs = from_resources()
+    assert specs == built.specs
+    now = t0
+    first = run(specs, {}, now, {})
+    prev = first
+    for _ in range(2):  # the second pass is past ENDPOINT_CONNECTION_TIMEOUT
+        now += dt.timedelta(seconds=kc.ENDPOINT_CONNECTION_TIMEOUT / 2 + 1)
+        prev = run(from_resources(), prev.statuses, now, devices(prev.statuses, now))
+    assert prev.specs is not None and all(str(s.state) == "up" for s in prev.statuses.values())
+    link_id = next(iter(prev.specs.links))
+    state = State()
+    state.put("network-config", LINK_SPEC_TYPE, link_id, prev.specs.links[link_id])
+
+    t_build, t_res, t_conv, t_pass, t_put, t_diff, t_nft, t_noop = (Timing() for _ in range(8))
+    keys = sorted(specs)
+    gc.collect()
+    for j in range(reps):
+        # One member changed: a pod CIDR never advertised before, for one peer.
+        key = keys[(j * 37) % n]
+        idx = next(x for x, c in enumerate(cands) if c.public_key == key)
+        cands[idx] = dataclasses.replace(cands[idx], additional_addresses=(_pod(j, 128),))
+        b = t_build.time(lambda: build_peer_specs(cands))
+        out = t_res.time(lambda: {k: KubeSpanPeerSpecSpec.of(p) for k, p in b.specs.items()})  # noqa: B023
+        resources[key] = out[key]
+        specs = t_conv.time(from_resources)
+        assert specs[key] == b.specs[key] != prev_spec(prev, key) and len(specs) == n
+        assert prev.specs is not None
+        device = device_of(prev.specs.links[link_id].wireguard, (now - dt.timedelta(seconds=20)).timestamp())
+        now += dt.timedelta(seconds=1)
+        dev_view = devices(prev.statuses, now)
+        res = t_pass.time(lambda: run(specs, prev.statuses, now, dev_view))  # noqa: B023
+        assert res.specs is not None
+        link = res.specs.links[link_id]
+        stored = t_put.time(lambda: state.put("network-config", LINK_SPEC_TYPE, link_id, link))  # noqa: B023
+        assert stored.spec is link and link.wireguard is not None
+        d = t_diff.time(lambda: compute_diff(link.wireguard, device, now=now.timestamp()))  # noqa: B023
+        assert len(d.peers) == 1, d.peers
+
+        def render() -> str:
+            return knft.rendering_digest(knft.render_table(res.routed, kc.DEFAULT_MTU))  # noqa: B023
+
+        t_nft.time(render)
+        # Nothing changed: the same inputs a second later (the 30 s refresh, an unrelated event).
+        now += dt.timedelta(seconds=1)
+        dev_view, specs = devices(res.statuses, now), from_resources()
+        prev = t_noop.time(lambda: run(specs, res.statuses, now, dev_view))  # noqa: B023
+        assert prev.specs is not None and prev.routed == res.routed
+        state.put("network-config", LINK_SPEC_TYPE, link_id, prev.specs.links[link_id])
+
+    # Full rebuild: no previous statuses, nothing in the device (a start), caches cold.
+    t_full, t_full_put = Timing(), Timing()
+    for _ in range(max(3, reps // 10)):
+        reconcile.clear_caches()
+        fresh = State()
+        gc.collect()
+        full = t_full.time(lambda: run(specs, {}, now, {}))
+        assert full.specs is not None
+        full_link = full.specs.links[link_id]
+        t_full_put.time(lambda: fresh.put("network-config", LINK_SPEC_TYPE, link_id, full_link))  # noqa: B023
+
+    rows = [
+        ("peers.build_peer_specs, N candidates (PeerSpecController)", t_build, None),
+        ("  + KubeSpanPeerSpecSpec.of x N (controllers/, for scale)", t_res, None),
+        ("  PeerSpec x N from the resources (controllers/manager.py)", t_conv, None),
+        ("reconcile.manager_pass", t_pass, t_full),
+        ("cosi State.put(LinkSpec with N peers): compare/store", t_put, t_full_put),
+        ("wireguard diff.compute_diff vs device with N peers", t_diff, None),
+        ("nft render_table + digest (KubeSpanTable.apply minus kernel)", t_nft, None),
+    ]
+    print(f"\n(a) KubeSpan manager, N={n} peers (2 endpoints, 3 allowed IPs each), no kernel; "
+          f"median (p90) of {reps} changes, full rebuild: median of {len(t_full.samples)}")  # fmt: skip
+    print(f"{'step':<64} {'one peer changed':>22} {'full rebuild':>13}")
+    for what, one, full_t in rows:
+        print(f"{what:<64} {_dur(one.median) + ' (' + _dur(one.p90) + ')':>22} "
+              f"{_dur(full_t.median) if full_t else '':>13}")  # fmt: skip
+    noop = f"{_dur(t_noop.median)} ({_dur(t_noop.p90)})"
+    print(f"{'reconcile.manager_pass, nothing changed (refresh)':<64} {noop:>22}")
+    manager = t_pass.median + t_put.median + t_diff.median + t_nft.median
+    print(f"{'sum: pass + put + diff + nft (manager and link controller)':<64} {_dur(manager):>22}")
+    met = t_pass.median * 1e3 < GOAL_A_MS
+    print(f"goal manager_pass one peer changed < {GOAL_A_MS:.0f} ms: {'met' if met else 'NOT met'}"
+          f" ({_dur(t_pass.median)}); with put + diff + nft: {_dur(manager)}")  # fmt: skip
+    return {
+        "part": "a",
+        "peers": n,
+        "reps": reps,
+        "steps": {what.strip(): {"median_s": one.median, "p90_s": one.p90} for what, one, _ in rows},
+        "pass_nothing_changed_s": t_noop.median,
+        "full_rebuild_s": t_full.median,
+        "full_rebuild_put_s": t_full_put.median,
+    }
+
+
 #: One function per part; parts (a) and (b) are added here by their authors.
-PARTS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {"c": part_c}
+PARTS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {"a": part_a, "c": part_c}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -428,14 +670,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=1, help="(c) runs per size (medians in the plot)")
     ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "bench-kubespan",
                     help="directory for the plots and JSON (default $TMPDIR/bench-kubespan)")  # fmt: skip
+    ap.add_argument("--peers", type=int, default=1000, help="(a) synthetic peers (default 1000)")
+    ap.add_argument("--reps", type=int, default=100, help="(a) one-peer changes timed (default 100)")
     ap.add_argument("-v", "--verbose", action="store_true", help="(c) per-node API and per-pair times")
     args = ap.parse_args(argv)
-    try:
-        check_host()
-    except ProvisionError as e:
-        print(f"bench/kubespan.py: {e}", file=sys.stderr)
-        return 1
-    for part in args.part or sorted(PARTS):
+    parts = args.part or sorted(PARTS)
+    if "c" in parts:
+        try:
+            check_host()
+        except ProvisionError as e:
+            print(f"bench/kubespan.py: {e}", file=sys.stderr)
+            return 1
+    for part in parts:
         PARTS[part](args)
     return 0
 

@@ -20,10 +20,11 @@ an empty routed set needs no special case: the rules are there and never match.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import ipaddress
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,10 +32,12 @@ from kubespan import constants as c
 from kubespan.peer_state import PeerState
 from kubespan.peers import PeerSpec
 from netd.kernel.nft_tables import LibNftTable
-from netd.kernel.nftables import NftablesError, listing_digest
+from netd.kernel.nftables import NftablesError, listing_digest, merge_intervals
 
 Command = dict[str, Any]
 Expr = dict[str, Any]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Interval = tuple[int, int]
 
 __all__ = [
     "KubeSpanTable",
@@ -68,18 +71,159 @@ def routed_set(
     a peer that is not up leaves unencrypted instead of being black-holed.
 
     ``states`` is by public key; a peer without a state is not up.
+
+    The result is ``ipaddress.collapse_addresses`` of those prefixes per family (the
+    minimal prefix cover of a union is unique), computed from integer intervals and
+    memoised, since the manager runs this on every pass and usually little or nothing
+    changed: the same prefixes as the last call give the last RoutedSet back; otherwise
+    only the peers whose ``allowed_ips`` changed (or that came or went) update the kept
+    union, and only merged intervals that changed are turned into prefixes again.
     """
-    v4: list[ipaddress.IPv4Network] = []
-    v6: list[ipaddress.IPv6Network] = []
-    for spec in specs:
-        if not force_routing and states.get(spec.public_key) is not PeerState.UP:
-            continue
-        for net in spec.allowed_ips:
-            if isinstance(net, ipaddress.IPv4Network):
-                v4.append(net)
-            else:
-                v6.append(net)
-    return RoutedSet(tuple(ipaddress.collapse_addresses(v4)), tuple(ipaddress.collapse_addresses(v6)))
+    chosen = [s for s in specs if force_routing or states.get(s.public_key) is PeerState.UP]
+    key = [s.allowed_ips for s in chosen]
+    memo = _ROUTED
+    if memo.key is not None and memo.key == key:
+        return memo.result
+    last = memo.per_peer
+    per_peer: dict[str, _PeerIntervals] = {}
+    came: list[_PeerIntervals] = []  # intervals to add to the unions, and to remove:
+    gone: list[_PeerIntervals] = []
+    unique = True
+    found = 0
+    for spec in chosen:
+        k, nets = spec.public_key, spec.allowed_ips
+        old = last.get(k)
+        if old is None or (old[0] is not nets and old[0] != nets):
+            hit: _PeerIntervals = (nets, *_intervals(nets))
+            came.append(hit)
+        else:
+            hit = old
+        if old is not None:
+            found += 1
+            if hit is not old:
+                gone.append(old)
+        if k in per_peer:
+            unique = False
+        per_peer[k] = hit
+    if found < len(last):
+        gone += [v for k, v in last.items() if k not in per_peer]
+    memo.key = None  # until the unions are consistent again
+    if memo.unique and unique and len(gone) + len(came) <= _INCREMENTAL_MAX:
+        for _, v4, v6 in gone:
+            memo.v4.remove(v4)
+            memo.v6.remove(v6)
+        for _, v4, v6 in came:
+            memo.v4.add(v4)
+            memo.v6.add(v6)
+    else:
+        # (With one public key twice, per_peer kept only one of them: the intervals of all.)
+        both = (
+            list(per_peer.values())
+            if unique
+            else [(s.allowed_ips, *_intervals(s.allowed_ips)) for s in chosen]
+        )
+        memo.v4 = _Union(iv for _, v4, _ in both for iv in v4)
+        memo.v6 = _Union(iv for _, _, v6 in both for iv in v6)
+    result = RoutedSet(
+        memo.v4.cover(ipaddress.IPv4Address, memo.result.ipv4),
+        memo.v6.cover(ipaddress.IPv6Address, memo.result.ipv6),
+    )
+    memo.key, memo.result, memo.per_peer, memo.unique = key, result, per_peer, unique
+    return result
+
+
+#: More changed peers than this: the union is rebuilt rather than updated interval by interval.
+_INCREMENTAL_MAX = 64
+
+_PeerIntervals = tuple[tuple[Network, ...], list[Interval], list[Interval]]
+
+
+class _Union:
+    """The union of a multiset of half-open intervals (``raw``, sorted), kept merged as
+    :func:`merge_intervals` merges (``merged``: sorted, neither overlapping nor touching)
+    under insertions and removals, and each merged interval's prefixes (``covers``)."""
+
+    def __init__(self, intervals: Iterable[Interval] = ()) -> None:
+        self.raw: list[Interval] = sorted(i for i in intervals if i[0] < i[1])
+        self.merged: list[Interval] = merge_intervals(self.raw)
+        self.covers: dict[Interval, tuple[Any, ...]] = {}
+        self._covered: list[Interval] | None = None  # ``merged`` when ``cover`` last ran
+
+    def add(self, intervals: list[Interval]) -> None:
+        for lo, hi in intervals:
+            if lo >= hi:
+                continue
+            bisect.insort(self.raw, (lo, hi))
+            m = self.merged
+            j0 = bisect.bisect_left(m, (lo, -1))
+            if j0 > 0 and m[j0 - 1][1] >= lo:  # the one before reaches (or touches) lo
+                j0 -= 1
+            j1 = bisect.bisect_right(m, (hi, _INF))  # every one starting at or before hi
+            if j0 < j1:
+                lo, hi = min(lo, m[j0][0]), max(hi, m[j1 - 1][1])
+            m[j0:j1] = [(lo, hi)]
+
+    def remove(self, intervals: list[Interval]) -> None:
+        for lo, hi in intervals:
+            if lo >= hi:
+                continue
+            raw = self.raw
+            i = bisect.bisect_left(raw, (lo, hi))
+            assert i < len(raw) and raw[i] == (lo, hi), "removing an interval that was not added"
+            del raw[i]
+            # The merged interval that held it is re-merged from the raw ones starting inside it.
+            m = self.merged
+            j = bisect.bisect_right(m, (lo, _INF)) - 1
+            mlo, mhi = m[j]
+            r0 = bisect.bisect_left(raw, (mlo, -1))
+            r1 = bisect.bisect_left(raw, (mhi, -1))
+            m[j : j + 1] = merge_intervals(raw[r0:r1])
+
+    def cover(self, addr: Callable[[int], Any], last: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The prefixes of ``merged``, ascending (``last`` again when nothing changed)."""
+        if self._covered == self.merged:
+            return last
+        known, covers = self.covers, {}
+        nets: list[Any] = []
+        for iv in self.merged:
+            c = known.get(iv)
+            if c is None:
+                c = tuple(ipaddress.summarize_address_range(addr(iv[0]), addr(iv[1] - 1)))
+            covers[iv] = c
+            nets += c
+        self.covers, self._covered = covers, list(self.merged)
+        return tuple(nets)
+
+
+_INF = 1 << 129  # above any IPv6 interval end
+
+
+@dataclass
+class _RoutedMemo:
+    key: list[tuple[Network, ...]] | None = None
+    result: RoutedSet = field(default_factory=RoutedSet)
+    per_peer: dict[str, _PeerIntervals] = field(default_factory=dict)
+    unique: bool = True  # per_peer holds every interval of ``v4``/``v6``
+    v4: _Union = field(default_factory=_Union)
+    v6: _Union = field(default_factory=_Union)
+
+
+_ROUTED = _RoutedMemo()
+
+
+def clear_caches() -> None:
+    """Forget what :func:`routed_set` memoised (tests, benches)."""
+    global _ROUTED
+    _ROUTED = _RoutedMemo()
+
+
+def _intervals(nets: Iterable[Network]) -> tuple[list[Interval], list[Interval]]:
+    """Half-open integer intervals ``[first, last + 1)`` of the prefixes, IPv4 and IPv6 apart."""
+    v4: list[Interval] = []
+    v6: list[Interval] = []
+    for net in nets:
+        (v4 if net.version == 4 else v6).append((int(net.network_address), int(net.broadcast_address) + 1))
+    return v4, v6
 
 
 # ---- §7.4: the table --------------------------------------------------------------------------------

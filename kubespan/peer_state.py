@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -208,6 +209,7 @@ _PRIVATE: tuple[Network, ...] = (
 )
 
 
+@functools.lru_cache(maxsize=8192)
 def is_public(ip: Addr) -> bool:
     """Whether an endpoint address is a public one in the sense of decisions.md "Endpoint order".
 
@@ -300,11 +302,11 @@ def update_peer(
     # Step 6.
     push: Endpoint | None = None
     rotated = False
-    ordered = endpoint_order(spec.endpoints, local_subnets)
+    candidate: Endpoint | None = None
     if status.state is PeerState.DOWN or status.last_used_endpoint is None:
-        candidate = next_endpoint(status, ordered)
-    else:
-        candidate = better_endpoint(status, ordered, local_subnets)
+        candidate = next_endpoint(status, endpoint_order(spec.endpoints, local_subnets))
+    elif status.state is PeerState.UNKNOWN:  # better_endpoint is None for any other state
+        candidate = better_endpoint(status, endpoint_order(spec.endpoints, local_subnets), local_subnets)
     if candidate is not None:
         status = replace(
             status,
@@ -322,3 +324,16 @@ def update_peer(
     return PeerUpdate(
         status=status, push_endpoint=push, rotated=rotated, next_check=next_check(now, status, timers)
     )
+
+
+def with_counters(status: PeerStatus, receive_bytes: int, transmit_bytes: int) -> PeerStatus:
+    """``replace(status, receive_bytes=…, transmit_bytes=…)``, several times cheaper: the fields
+    are copied as they are (they were checked when ``status`` was made). For the manager's
+    per-peer memo (:mod:`kubespan.reconcile`), which reuses a status whose only change is the
+    counters."""
+    new = object.__new__(PeerStatus)
+    fields = new.__dict__
+    fields.update(status.__dict__)
+    fields["receive_bytes"] = receive_bytes
+    fields["transmit_bytes"] = transmit_bytes
+    return new

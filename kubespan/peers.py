@@ -12,6 +12,7 @@ otherwise be logged again on each of them; the caller logs what is new.
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -109,6 +110,34 @@ def _candidate_set(c: PeerCandidate, kubespan_address: ipaddress.IPv6Address) ->
     return v4, v6
 
 
+class _OwnerIndex:
+    """Disjoint intervals sorted by start, each with its owner (the accepted sets of §6.1 are
+    disjoint from each other: each had every earlier overlap subtracted)."""
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.owner: list[int] = []
+
+    def owners(self, intervals: list[Interval]) -> set[int]:
+        """The owners of the intervals that intersect any of ``intervals``."""
+        out: set[int] = set()
+        starts, ends = self.starts, self.ends
+        for lo, hi in intervals:
+            i = bisect.bisect_right(ends, lo)  # the first interval ending after lo
+            while i < len(starts) and starts[i] < hi:
+                out.add(self.owner[i])
+                i += 1
+        return out
+
+    def add(self, intervals: list[Interval], owner: int) -> None:
+        for lo, hi in intervals:
+            i = bisect.bisect_left(self.starts, lo)
+            self.starts.insert(i, lo)
+            self.ends.insert(i, hi)
+            self.owner.insert(i, owner)
+
+
 def _overlaps(a: list[Interval], b: list[Interval]) -> bool:
     return subtract_intervals(a, b) != merge_intervals(a)
 
@@ -138,6 +167,7 @@ def build_peer_specs(candidates: Iterable[PeerCandidate]) -> PeerSpecBuild:
     """
     out = PeerSpecBuild()
     accepted: list[_Sets] = []
+    index = (_OwnerIndex(), _OwnerIndex())  # every accepted interval -> its position in ``accepted``
     for c in sorted(candidates, key=lambda c: c.node_id):
         address = c.kubespan_address
         if address is None:
@@ -152,7 +182,10 @@ def build_peer_specs(candidates: Iterable[PeerCandidate]) -> PeerSpecBuild:
                 f"peer {c.label or c.node_id}: public key {c.public_key} already used, skipped"
             )
             continue
-        for p4, p6 in accepted:
+        # Only the earlier peers whose sets meet this one's can overlap it (the index finds them
+        # in O(log n) instead of checking all n), taken in the same ascending order.
+        for pos in sorted(index[0].owners(v4) | index[1].owners(v6)):
+            p4, p6 = accepted[pos]
             if _overlaps(v4, p4) or _overlaps(v6, p6):
                 out.warnings.append(
                     f"peer {c.label or c.node_id} ({c.public_key}): addresses overlap an earlier peer's,"
@@ -163,6 +196,8 @@ def build_peer_specs(candidates: Iterable[PeerCandidate]) -> PeerSpecBuild:
             out.warnings.append(
                 f"peer {c.label or c.node_id} ({c.public_key}): no addresses left after overlaps"
             )
+        index[0].add(v4, len(accepted))
+        index[1].add(v6, len(accepted))
         accepted.append((v4, v6))
         out.specs[c.public_key] = PeerSpec(
             public_key=c.public_key,

@@ -17,6 +17,7 @@ import base64
 import binascii
 import datetime as dt
 import ipaddress
+import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -98,20 +99,74 @@ def wireguard_peers(
     a missing or None endpoint is published as "" which the link controller
     reads as "any": WireGuard keeps the endpoint it has (a roamed peer is not
     fought, §6.3 step 6).
+
+    Memoised per peer: a peer whose (PeerSpec, endpoint, PSK, keepalive) equal the last
+    call's gets the same WireguardPeer object back, so the manager's pass rebuilds only
+    the changed peers and comparing the LinkSpec with the stored one (``State.put``) skips
+    the unchanged ones by identity. The models are shared: never modify one in place
+    (``model_copy`` it).
     """
+    global _WG_MEMO
+    memo: dict[str, _WgMemo] = {}
+    last = _WG_MEMO
     out = []
-    for p in sorted(peers, key=lambda p: p.public_key):
+    for p in sorted(peers, key=_PUBLIC_KEY):
         ep = endpoints.get(p.public_key)
-        out.append(
-            WireguardPeer(
-                public_key=p.public_key,
-                preshared_key=psk,
-                endpoint="" if ep is None else str(ep),
-                persistent_keepalive_interval=dt.timedelta(seconds=keepalive),
-                allowed_ips=[ipaddress.ip_interface(n) for n in p.allowed_ips],
-            )
-        )
+        m = last.get(p.public_key)
+        if (
+            m is None
+            or (m.spec is not p and m.spec != p)
+            or m.endpoint != ep
+            or m.psk != psk
+            or m.keepalive != keepalive
+        ):
+            m = _WgMemo(p, ep, psk, keepalive, _wireguard_peer(p, ep, psk, keepalive))
+        memo[p.public_key] = m
+        out.append(m.model)
+    _WG_MEMO = memo
     return out
+
+
+_PUBLIC_KEY = operator.attrgetter("public_key")
+
+
+@dataclass(frozen=True)
+class _WgMemo:
+    spec: PeerSpec
+    endpoint: Endpoint | None
+    psk: str
+    keepalive: float
+    model: WireguardPeer
+
+
+_WG_MEMO: dict[str, _WgMemo] = {}
+
+
+def clear_caches() -> None:
+    """Forget the WireguardPeer models :func:`wireguard_peers` memoised (tests, benches)."""
+    global _WG_MEMO
+    _WG_MEMO = {}
+
+
+def _wireguard_peer(p: PeerSpec, ep: Endpoint | None, psk: str, keepalive: float) -> WireguardPeer:
+    """The model without a validation pass: every value is already of the field's type (a
+    str, a timedelta, ``ipaddress`` interfaces), which is what validation would produce."""
+    return WireguardPeer.model_construct(
+        public_key=p.public_key,
+        preshared_key=psk,
+        endpoint="" if ep is None else str(ep),
+        persistent_keepalive_interval=dt.timedelta(seconds=keepalive),
+        allowed_ips=[_interface(n) for n in p.allowed_ips],
+    )
+
+
+def _interface(
+    net: ipaddress.IPv4Network | ipaddress.IPv6Network,
+) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+    """``ipaddress.ip_interface(net)`` without its round trip through text."""
+    if net.version == 4:
+        return ipaddress.IPv4Interface((net.network_address, net.prefixlen))
+    return ipaddress.IPv6Interface((net.network_address, net.prefixlen))
 
 
 def link_spec(identity: LocalIdentity, mtu: int, peers: list[WireguardPeer]) -> LinkSpec:
