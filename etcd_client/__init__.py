@@ -11,7 +11,7 @@ Why gRPC through aetcd's stubs and not the JSON gateway or aetcd's own client: s
 
 from .client import EtcdClient, Watch
 from .errors import EtcdError, EtcdUnavailable, WatchCompacted
-from .ops import Compare, Op, prefix_end
+from .ops import Compare, Op, Sort, prefix_end
 from .types import Event, EventType, KeyValue, Lease, RangeResult, TxnResult, WatchBatch
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "Lease",
     "Op",
     "RangeResult",
+    "Sort",
     "TxnResult",
     "Watch",
     "WatchBatch",

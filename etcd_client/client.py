@@ -27,7 +27,7 @@ import grpc
 from aetcd import rpc  # type: ignore[import-untyped]
 
 from .errors import EtcdError, EtcdUnavailable, WatchCompacted
-from .ops import Compare, Op, prefix_end
+from .ops import Compare, Op, Sort, prefix_end
 from .types import Event, EventType, KeyValue, Lease, RangeResult, TxnResult, WatchBatch
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ DEFAULT_TIMEOUT = 5.0
 _RETRY_CODES = (grpc.StatusCode.UNAVAILABLE,)
 _COMPARE_TARGET = {"version": 0, "create": 1, "mod": 2, "value": 3, "lease": 4}
 _COMPARE_RESULT = {"==": 0, ">": 1, "<": 2, "!=": 3}
+_SORT_TARGET = {"key": 0, "version": 1, "create": 2, "mod": 3, "value": 4}
 
 
 def _kv(pb: Any) -> KeyValue:
@@ -155,9 +156,25 @@ class EtcdClient:
         return await self.get_range(prefix, prefix_end(prefix), revision=revision)
 
     async def get_range(
-        self, key: bytes, range_end: bytes = b"", revision: int = 0, limit: int = 0
+        self,
+        key: bytes,
+        range_end: bytes = b"",
+        revision: int = 0,
+        limit: int = 0,
+        *,
+        sort: Sort | None = None,
+        max_create_revision: int = 0,
     ) -> RangeResult:
-        req = rpc.RangeRequest(key=key, range_end=range_end, revision=revision, limit=limit)
+        """Keys in [key, range_end). `sort` orders them (etcd sorts before applying `limit`);
+        `max_create_revision` keeps only keys created at or before that revision (the election's
+        "my predecessor" query)."""
+        req = rpc.RangeRequest(
+            key=key, range_end=range_end, revision=revision, limit=limit,
+            max_create_revision=max_create_revision,
+        )  # fmt: skip
+        if sort is not None:
+            req.sort_target = _SORT_TARGET[sort.target]
+            req.sort_order = 2 if sort.descending else 1
         return _range(await self._call("range", lambda: self._kv.Range(req, timeout=self.timeout)))
 
     async def put(self, key: bytes, value: bytes, lease: int = 0) -> int:
@@ -229,11 +246,13 @@ class EtcdClient:
             if "not found" not in str(e):
                 raise
 
-    async def lease_keepalive_once(self, lease_id: int) -> int:
-        """Refresh a lease once; return its new TTL in seconds, 0 if it has already expired."""
+    async def lease_keepalive_once(self, lease_id: int, timeout: float | None = None) -> int:
+        """Refresh a lease once; return its new TTL in seconds, 0 if it has already expired.
+        `timeout` (default: the client's) bounds the whole exchange, so a holder that must know
+        by a deadline whether its lease still lives is not kept waiting."""
 
         async def once() -> int:
-            call = self._lease.LeaseKeepAlive(timeout=self.timeout)
+            call = self._lease.LeaseKeepAlive(timeout=self.timeout if timeout is None else timeout)
             try:
                 await call.write(rpc.LeaseKeepAliveRequest(ID=lease_id))
                 resp = await call.read()

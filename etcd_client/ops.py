@@ -35,6 +35,20 @@ class Compare:
     def value_is(key: bytes, value: bytes) -> Compare:
         return Compare(key, "value", "==", value)
 
+    @staticmethod
+    def create_revision_is(key: bytes, revision: int) -> Compare:
+        """The key is the one created at `revision` (not deleted and re-created since): guards the
+        election's resign and stale-key delete against removing somebody else's key."""
+        return Compare(key, "create", "==", revision)
+
+
+@dataclass(frozen=True, slots=True)
+class Sort:
+    """Order of a range read: `Sort("create")` oldest first, `Sort("create", descending=True)`."""
+
+    target: Literal["key", "version", "create", "mod", "value"] = "key"
+    descending: bool = False
+
 
 @dataclass(frozen=True, slots=True)
 class Op:

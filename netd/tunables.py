@@ -81,6 +81,7 @@ TUNABLES: dict[str, Tunable] = {
         _t("VIP_CAMPAIGN_RETRY", 1.0, "seconds", "operators.md §4.3 retry after an error"),
         _t("VIP_RESIGN_TIMEOUT", 10.0, "seconds", "operators.md §4.3 resign timeout"),
         _t("VIP_DIAL_TIMEOUT", 5.0, "seconds", "operators.md §4 etcd dial timeout"),
+        _t("VIP_STEPDOWN_MARGIN", 5.0, "seconds", "issue 15: holder gone before its lease may expire"),
         _t("VIP_GARP_COUNT", 3, "count", "operators.md §0 gratuitous ARP / unsolicited NA count"),
         _t("VIP_GARP_INTERVAL", 1.0, "seconds", "operators.md §0 gratuitous ARP spacing"),
         # ---- cloud API base URLs (decisions.md "Tunables"; operators.md §4.6) ----
