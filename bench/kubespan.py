@@ -1,11 +1,32 @@
-"""KubeSpan benches on local clusters (`netctl cluster create`, namespaces, userspace WireGuard).
+"""KubeSpan benches: the manager's own cost, the nft table, convergence on local clusters.
 
-    .venv/bin/python bench/kubespan.py                 # every part
-    .venv/bin/python bench/kubespan.py --part c        # one part (repeatable)
+    .venv/bin/python bench/kubespan.py                 # parts a and b (seconds)
+    .venv/bin/python bench/kubespan.py --part c        # one part (repeatable); c takes minutes
+    .venv/bin/python bench/kubespan.py --part a --peers 1000 --reps 100
+    .venv/bin/python bench/kubespan.py --part b --prefixes 10000 --b-reps 5
     .venv/bin/python bench/kubespan.py --part c --sizes 3,6 --runs 3
 
 Parts: one function each (``part_<letter>``), registered in :data:`PARTS`; `main` runs the ones
-asked for. Root only (namespaces). Every cluster is destroyed, also on error and Ctrl-C.
+asked for, by default :data:`DEFAULT_PARTS` (a and b: (c) builds clusters for minutes; ask for
+it with ``--part c``). (b) and (c) need root (namespaces); every namespace and cluster is
+removed, also on error and Ctrl-C.
+
+(a) The manager pass, no kernel: N (1,000) synthetic peers, each with 2 endpoints and 3 allowed
+IPs, all up; the device view is new objects every pass with handshakes every 2 minutes and
+counters growing every keepalive (staggered), and the PeerSpecs are converted from the stored
+resources every pass as controllers/manager.py does. Timed per change of one peer (a pod CIDR
+never seen before): ``build_peer_specs`` over N candidates (the PeerSpecController), the
+resource conversions, ``reconcile.manager_pass``, ``State.put`` of the LinkSpec with N
+WireguardPeers, the WireGuard ``compute_diff`` against a device with N peers, and the nft
+rendering; then a pass with nothing changed, and a full rebuild (no statuses, memos cleared).
+Goal (issue 12): one peer changed < 5 ms.
+
+(b) The table ``inet talos_kubespan`` with 10,000 prefixes (half IPv4, half IPv6, none
+adjacent) in a fresh namespace ``kbench<pid>``: ``KubeSpanTable.apply`` (libnftables JSON; the
+rendering, the listings before and after and their digests included) against ``nft -f`` of the
+same transaction as text (process start included), when the table does not exist (create) and
+when it holds the other set (update: one prefix per family differs, every element rewritten);
+and apply with nothing changed (the steady state: one listing). Goal (issue 12): ≤ 1.5x nft -f.
 
 (c) Convergence: N = 3, 6, 12 nodes in two sites behind 1:1 NAT, default timers. t = 0 is the
 start of the last machined (its /proc start time; create() starts them one after another).
@@ -659,8 +680,170 @@ def part_a(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-#: One function per part; parts (a) and (b) are added here by their authors.
-PARTS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {"a": part_a, "c": part_c}
+# ---- (b) the nft table: our libnftables JSON batch against nft -f -----------------------------------
+
+GOAL_B_RATIO = 1.5
+
+
+def routed_prefixes(n: int, variant: int = 0) -> Any:
+    """``n`` prefixes, half IPv4 /24s, half IPv6 /64s, none adjacent (so nothing collapses);
+    ``variant`` moves one prefix of each family (a set update)."""
+    from kubespan.nft import RoutedSet
+
+    h = n // 2
+    v4 = [ipaddress.IPv4Network(((10 << 24) + (2 * i << 8), 24)) for i in range(h)]
+    v6 = [ipaddress.IPv6Network(((0xFD00 << 112) + (2 * i << 64), 64)) for i in range(n - h)]
+    if variant:
+        v4[-1] = ipaddress.IPv4Network(((11 << 24) + (2 * variant << 8), 24))
+        v6[-1] = ipaddress.IPv6Network(((0xFD01 << 112) + (2 * variant << 64), 64))
+    return RoutedSet(tuple(v4), tuple(v6))
+
+
+def nft_text(table_text: str) -> str:
+    """The transaction :func:`kubespan.nft.build_batch` makes, as ``nft -f`` text: add and flush
+    the table, flush both sets, then the table as ``nft list`` printed it (sets with their
+    elements, chains with their rules)."""
+    from kubespan import constants as kc
+
+    t = f"{kc.NFT_FAMILY} {kc.NFT_TABLE}"
+    return (
+        f"add table {t}\nflush table {t}\n"
+        f"add set {t} {kc.NFT_SET_IPV4} {{ type ipv4_addr; flags interval; }}\n"
+        f"add set {t} {kc.NFT_SET_IPV6} {{ type ipv6_addr; flags interval; }}\n"
+        f"flush set {t} {kc.NFT_SET_IPV4}\nflush set {t} {kc.NFT_SET_IPV6}\n" + table_text
+    )
+
+
+def b_inner(n: int, reps: int) -> dict[str, Any]:
+    """Inside the bench's namespace: time our apply and ``nft -f`` of the same table."""
+    import subprocess
+
+    from kubespan import constants as kc
+    from kubespan.nft import KubeSpanTable
+    from netd.kernel.nftables import listing_digest
+
+    mtu = kc.DEFAULT_MTU
+    table = KubeSpanTable()
+    routed = [routed_prefixes(n, v) for v in (0, 1)]
+    texts = []
+    digests = []
+    for r in routed:  # the nft text of each table: as nft itself lists what we applied
+        table.apply(r, mtu)
+        listed = subprocess.run(["nft", "list", "table", kc.NFT_FAMILY, kc.NFT_TABLE], check=True,
+                                capture_output=True, text=True).stdout  # fmt: skip
+        texts.append(nft_text(listed))
+        digests.append(listing_digest(table.backend.list_table()))
+        table.teardown()
+    files = []
+    for i, text in enumerate(texts):
+        path = Path(tempfile.gettempdir()) / f"kbench-{os.getpid()}-{i}.nft"
+        path.write_text(text)
+        files.append(path)
+
+    def nft_f(i: int) -> None:
+        subprocess.run(["nft", "-f", str(files[i])], check=True)
+
+    def check(i: int) -> None:
+        got = listing_digest(table.backend.list_table())
+        assert got == digests[i], "nft -f and our apply left different tables"
+
+    from netd.kernel.nft_tables import LibNftTable
+
+    lib = LibNftTable(kc.NFT_FAMILY, kc.NFT_TABLE)
+    t: dict[str, Timing] = {k: Timing() for k in (
+        "ours create", "nft -f create", "ours update", "nft -f update", "libnftables text update",
+        "ours steady", "render + digest", "list table", "listing digest")}  # fmt: skip
+    try:
+        for _ in range(reps):
+            # Create: no table yet.
+            table.teardown()
+            table._rendered = None  # a write follows a change: the rendering is part of it
+            t["ours create"].time(lambda: table.apply(routed[0], mtu))
+            check(0)
+            table.teardown()
+            t["nft -f create"].time(lambda: nft_f(0))
+            check(0)
+            # Update: the table has the other set (one prefix per family differs); rewrite all.
+            for i in (1, 0):
+                table.teardown()
+                nft_f(1 - i)
+                table.adopt(None)
+                table._rendered = None
+                wrote = t["ours update"].time(lambda: table.apply(routed[i], mtu))  # noqa: B023
+                assert wrote
+                check(i)
+                t["nft -f update"].time(lambda: nft_f(1 - i))  # noqa: B023
+                check(1 - i)
+                t["nft -f update"].time(lambda: nft_f(i))  # noqa: B023
+                check(i)
+                t["libnftables text update"].time(lambda: lib._ctx().cmd(texts[1 - i]))  # noqa: B023
+                check(1 - i)
+            # Steady state: nothing changed since our apply (one list, no write).
+            table.apply(routed[0], mtu)
+            wrote = t["ours steady"].time(lambda: table.apply(routed[0], mtu))
+            assert not wrote
+            from kubespan import nft as knft
+
+            t["render + digest"].time(lambda: knft.rendering_digest(knft.render_table(routed[0], mtu)))
+            listing = t["list table"].time(table.backend.list_table)
+            t["listing digest"].time(lambda: listing_digest(listing))  # noqa: B023
+    finally:
+        table.teardown()
+        for f in files:
+            f.unlink(missing_ok=True)
+    return {k: v.samples for k, v in t.items()}
+
+
+def part_b(args: argparse.Namespace) -> dict[str, Any]:
+    """(b) our apply of N prefixes against nft -f of the same table, in a fresh namespace."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        print("bench/kubespan.py (b): needs root (a network namespace)", file=sys.stderr)
+        return {"part": "b", "skipped": "not root"}
+    ns = f"kbench{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        out = subprocess.run(
+            ["ip", "netns", "exec", ns, sys.executable, str(Path(__file__).resolve()), "--inner-b",
+             str(args.prefixes), "--b-reps", str(args.b_reps)],
+            check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+    samples = json.loads(out.strip().splitlines()[-1])
+    t = {k: Timing(v) for k, v in samples.items()}
+    n = args.prefixes
+    print(f"\n(b) nft table inet talos_kubespan with {n:,} prefixes ({n // 2:,} IPv4 /24, "
+          f"{n - n // 2:,} IPv6 /64) in a fresh network namespace; median (p90) of "
+          f"{len(t['ours create'].samples)} runs")  # fmt: skip
+    print(f"{'what':<58} {'time':>22}")
+    rows = [
+        ("ours: KubeSpanTable.apply, no table yet (create)", "ours create"),
+        ("nft -f, the same transaction as text (create)", "nft -f create"),
+        ("ours: KubeSpanTable.apply, every set rewritten (update)", "ours update"),
+        ("nft -f, the same transaction as text (update)", "nft -f update"),
+        ("  libnftables in-process, the same text (update)", "libnftables text update"),
+        ("ours: apply with nothing changed (steady state)", "ours steady"),
+        ("  of which render_table + digest", "render + digest"),
+        ("  of which list table (libnftables JSON)", "list table"),
+        ("  of which listing digest", "listing digest"),
+    ]
+    for what, k in rows:
+        print(f"{what:<58} {_dur(t[k].median) + ' (' + _dur(t[k].p90) + ')':>22}")
+    create = t["ours create"].median / t["nft -f create"].median
+    update = t["ours update"].median / t["nft -f update"].median
+    print(f"ratio ours / nft -f: create {create:.2f}, update {update:.2f}")
+    met = max(create, update) <= GOAL_B_RATIO
+    print(f"goal <= {GOAL_B_RATIO}x nft -f at {n:,} prefixes: {'met' if met else 'NOT met'}")
+    return {"part": "b", "prefixes": n, "ratio_create": create, "ratio_update": update,
+            **{k: v.median for k, v in t.items()}}  # fmt: skip
+
+
+#: One function per part.
+PARTS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {"a": part_a, "b": part_b, "c": part_c}
+#: What runs without ``--part``: (c) takes minutes.
+DEFAULT_PARTS = ["a", "b"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -672,9 +855,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="directory for the plots and JSON (default $TMPDIR/bench-kubespan)")  # fmt: skip
     ap.add_argument("--peers", type=int, default=1000, help="(a) synthetic peers (default 1000)")
     ap.add_argument("--reps", type=int, default=100, help="(a) one-peer changes timed (default 100)")
+    ap.add_argument(
+        "--prefixes", type=int, default=10_000, help="(b) prefixes in the two sets (default 10000)"
+    )
+    ap.add_argument("--b-reps", type=int, default=5, help="(b) runs per case (default 5)")
+    ap.add_argument("--inner-b", type=int, help=argparse.SUPPRESS)
     ap.add_argument("-v", "--verbose", action="store_true", help="(c) per-node API and per-pair times")
     args = ap.parse_args(argv)
-    parts = args.part or sorted(PARTS)
+    if args.inner_b is not None:  # (b) inside its namespace
+        print(json.dumps(b_inner(args.inner_b, args.b_reps)))
+        return 0
+    parts = args.part or DEFAULT_PARTS
     if "c" in parts:
         try:
             check_host()

@@ -383,6 +383,7 @@ class KubeSpanTable:
     deletes: int = 0
     _applied: str | None = None  # digest of the rendering last applied
     _listed: str | None = None  # digest of the table as listed right after that
+    _rendered: tuple[RoutedSet, int, list[Command], str] | None = None  # the last rendering
 
     def apply(self, routed: RoutedSet, mtu: int) -> bool:
         """Make the table match; True if the kernel was written to.
@@ -392,8 +393,7 @@ class KubeSpanTable:
         with the one taken right after that apply, so a table deleted or
         edited behind our back (``nft flush ruleset``) is restored.
         """
-        rendering = render_table(routed, mtu)
-        digest = rendering_digest(rendering)
+        rendering, digest = self._render(routed, mtu)
         listing = self.backend.list_table()
         if digest == self._applied and listing is not None and listing_digest(listing) == self._listed:
             return False
@@ -402,6 +402,18 @@ class KubeSpanTable:
         self._applied = digest
         self._listed = listing_digest(self.backend.list_table())
         return True
+
+    def _render(self, routed: RoutedSet, mtu: int) -> tuple[list[Command], str]:
+        """:func:`render_table` and its digest, memoised on the last (routed, mtu): the manager
+        applies on every pass, and :func:`routed_set` hands back the same RoutedSet while
+        nothing changed (an equal one is compared, which is cheaper than rendering again)."""
+        last = self._rendered
+        if last is not None and last[1] == mtu and (last[0] is routed or last[0] == routed):
+            return last[2], last[3]
+        rendering = render_table(routed, mtu)
+        digest = rendering_digest(rendering)
+        self._rendered = (routed, mtu, rendering, digest)
+        return rendering, digest
 
     @property
     def record(self) -> tuple[str, str] | None:

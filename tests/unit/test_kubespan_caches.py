@@ -315,3 +315,25 @@ def test_with_counters_is_replace() -> None:
     assert got == dataclasses.replace(s, receive_bytes=5, transmit_bytes=6)
     assert hash(got) == hash(dataclasses.replace(s, receive_bytes=5, transmit_bytes=6))
     assert s.receive_bytes == 0
+
+
+# ---- KubeSpanTable's rendering memo --------------------------------------------------------------------
+
+
+def test_table_rendering_memo_never_stale() -> None:
+    from test_kubespan_nft import FakeBackend
+
+    fake = FakeBackend()
+    t = nft.KubeSpanTable(backend=fake)  # type: ignore[arg-type]
+    a = nft.RoutedSet((ipaddress.IPv4Network("10.0.0.0/24"),), ())
+    b = nft.RoutedSet((ipaddress.IPv4Network("10.0.1.0/24"),), ())
+    for routed, mtu, wrote in (
+        (a, 1420, True),
+        (a, 1420, False),  # the same object
+        (nft.RoutedSet(tuple(a.ipv4), ()), 1420, False),  # an equal one
+        (b, 1420, True),  # other prefixes
+        (b, 1380, True),  # other MTU
+        (a, 1380, True),
+    ):
+        assert t.apply(routed, mtu) is wrote
+        assert fake.batches[-1] == nft.build_batch(nft.render_table(routed, mtu), None) or not wrote
