@@ -126,8 +126,14 @@ class VIPOperator(Operator):
             await _shielded(self.handler.close())
 
     async def _campaign(self, host: OperatorHost) -> None:
+        # Not ours unless we win: a leftover of a crash goes before anything else, even while the
+        # link is down (it must not come back up holding the VIP), and again once it is up.
+        early = host.link_index()
+        if early is not None:
+            await kernel.remove_address(early, self.prefix)
         index = await host.wait_link_up()
-        await kernel.remove_address(index, self.prefix)  # not ours unless we win (crash leftover)
+        if index != early:
+            await kernel.remove_address(index, self.prefix)
         name = self.hostname()
         if not name:
             raise RuntimeError("no hostname: the election needs the node's (unique) hostname")
