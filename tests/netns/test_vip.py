@@ -119,9 +119,10 @@ MACS = {f"n{i}": f"02:00:00:00:00:0{i}" for i in (1, 2, 3)}
 class Sampler(threading.Thread):
     """Who has the VIP on an up eth0, every ~50 ms; remembers every sample with two holders."""
 
-    def __init__(self, nodes: dict[str, Node]) -> None:
+    def __init__(self, nodes: dict[str, Node], vip: str) -> None:
         super().__init__(daemon=True)
         self.nodes = nodes
+        self.vip = vip
         self.stop = threading.Event()
         self.doubles: list[tuple[float, list[str]]] = []
         self.samples = 0
@@ -137,7 +138,7 @@ class Sampler(threading.Thread):
                 continue
             link = json.loads(r.stdout)[0]
             up = "UP" in link.get("flags", []) and "LOWER_UP" in link.get("flags", [])
-            if up and any(a.get("local") == VIP for a in link.get("addr_info", [])):
+            if up and any(a.get("local") == self.vip for a in link.get("addr_info", [])):
                 out.append(name)
         return out
 
@@ -152,8 +153,9 @@ class Sampler(threading.Thread):
 
 
 class World:
-    def __init__(self, lab: Lab) -> None:
+    def __init__(self, lab: Lab, vip: str = VIP) -> None:
         self.lab = lab
+        self.vip = vip
         sw = lab.switch("sw")
         self.etcd = lab.node("etcd")
         lab.connect(self.etcd, sw)
@@ -187,11 +189,11 @@ class World:
         wait_until(
             lambda: '"health":"true"' in self.etcd.run(health, check=False).stdout, timeout=30, what="etcd"
         )
-        self.sampler = Sampler(self.nodes)
+        self.sampler = Sampler(self.nodes, vip)
 
     def start(self, name: str) -> None:
         n = self.nodes[name]
-        argv = [sys.executable, __file__, "node", VIP, f"http://{ETCD_IP}:2379", str(n.state_dir)]
+        argv = [sys.executable, __file__, "node", self.vip, f"http://{ETCD_IP}:2379", str(n.state_dir)]
         self.procs[name] = n.popen(argv, env=self.env)
 
     def status(self, name: str) -> dict[str, Any]:
@@ -221,8 +223,8 @@ def world(lab: Lab) -> World:
     return World(lab)
 
 
-def _neigh_mac(client: Node) -> str:
-    r = client.run(["ip", "-j", "neigh", "show", VIP, "dev", "eth0"], check=False)
+def _neigh_mac(client: Node, vip: str = VIP) -> str:
+    r = client.run(["ip", "-j", "neigh", "show", vip, "dev", "eth0"], check=False)
     entries = json.loads(r.stdout or "[]")
     return str(entries[0].get("lladdr", "")) if entries else ""
 
@@ -322,3 +324,46 @@ def _scenario(w: World) -> None:
     cut.sh("nft delete table inet vipcut")
     time.sleep(TTL)  # healed: it campaigns again, and nobody doubles up meanwhile
     assert len(w.sampler.holders()) == 1
+
+
+VIP6 = "fd00::50"
+
+
+def test_vip_ipv6_holder_and_graceful_failover_with_unsolicited_na(lab: Lab) -> None:
+    w = World(lab, VIP6)
+    for n in (*w.nodes.values(), w.client):
+        n.sh("sysctl -qw net.ipv6.conf.eth0.accept_dad=0")  # keeps the test short; DAD is the kernel's
+    w.client.ip("addr", "add", "fd00::100/64", "dev", "eth0")
+    for i, n in enumerate(w.nodes.values(), start=1):
+        n.ip("addr", "add", f"fd00::{i}/64", "dev", "eth0")
+    w.sampler.start()
+    try:
+        for name in w.nodes:
+            w.start(name)
+        holder = w.one_holder(15)
+        w.client.run(["ping", "-6", "-c1", "-W2", VIP6])
+        assert _neigh_mac(w.client, VIP6) == MACS[holder]
+        tcpdump = w.client.popen(["tcpdump", "-i", "eth0", "-l", "-n", "-e", "icmp6 and ip6[40] == 136"])
+        time.sleep(1)
+        w.procs[holder].send_signal(signal.SIGTERM)
+        new = wait_until(
+            lambda: (h := w.sampler.holders()) and h[0] != holder and len(h) == 1 and h[0],
+            timeout=6,
+            what="failover",
+        )
+        wait_until(
+            lambda: _neigh_mac(w.client, VIP6) == MACS[new], timeout=5, what="client entry moved by the NA"
+        )
+        time.sleep(2.5)
+        tcpdump.send_signal(signal.SIGTERM)
+        tcpdump.wait(timeout=5)
+        log = next(iter(sorted(w.client.log_dir.glob("*tcpdump*.log")))).read_text()
+        nas = [ln for ln in log.splitlines() if f"tgt is {VIP6}" in ln and MACS[new] in ln]
+        assert len(nas) >= 3, log
+    except BaseException:
+        print(w.logs())
+        raise
+    finally:
+        w.sampler.stop.set()
+        w.sampler.join(5)
+    assert not w.sampler.doubles, w.sampler.doubles[:5]
