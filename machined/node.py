@@ -164,7 +164,7 @@ class Node:
             log.warning("config controllers did not settle in %.0fs; applying what there is", SETTLE_TIMEOUT)
         for c in [
             *kernel_controllers(self.applied, self.opts.etc_dir),
-            *cluster_controllers(self.opts.state_dir, self.applied),
+            *cluster_controllers(self.opts.state_dir, self.applied, self.opts.etcd_endpoints),
         ]:
             self.runtime.register(c)
         self.runtime.start()

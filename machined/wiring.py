@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from cosi import Controller
 from netd.controllers.catalog import config_controllers
 from netd.kernel.applied import Applied
@@ -44,11 +46,20 @@ def kernel_controllers(applied: Applied, etc_dir: str) -> list[Controller]:
     ]
 
 
-def cluster_controllers(state_dir: str, applied: Applied) -> list[Controller]:
+def cluster_controllers(
+    state_dir: str, applied: Applied, etcd_endpoints: Sequence[str] = ()
+) -> list[Controller]:
     """Phase 2 too: the KubeSpan identity, the local affiliate, the discovery service client
     (network I/O: never in ``netctl plan``), the affiliate merge and members; KubeSpan's peer
-    specs and its manager (which publishes operator-layer specs and owns an nft table)."""
+    specs and its manager (which publishes operator-layer specs and owns an nft table); the
+    operator runner (DHCPv4/DHCPv6/VIP: network I/O, never in ``netctl plan``)."""
     from cluster.controllers import discovery_controllers
     from kubespan.controllers import kubespan_controllers
+    from operators.registry import OperatorRegistry
+    from operators.runner import OperatorSpecController
 
-    return [*discovery_controllers(state_dir), *kubespan_controllers(applied)]
+    return [
+        *discovery_controllers(state_dir),
+        *kubespan_controllers(applied),
+        OperatorSpecController(state_dir, OperatorRegistry(etcd_endpoints)),
+    ]
