@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from netd.kernel.files import replace_file
 
 from .model import AffiliateRecord, EndpointRecord
 
@@ -68,22 +68,7 @@ def decode(raw: bytes, now: float) -> Snapshot:
 
 
 def write_atomic(path: Path, payload: bytes) -> None:
-    directory = path.parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    replace_file(path, payload, 0o600)
 
 
 def save(path: Path, state: Snapshot, now: float) -> None:

@@ -298,6 +298,8 @@ class ManagerController(Controller):
         table = self._table_or_none()
         if table is None:
             return
+        if APPLIED_KEY not in self.applied.items(APPLIED_KIND):  # intent before action (issue 16)
+            self.applied.pend(APPLIED_KIND, APPLIED_KEY, {"layer": "operator"})
         try:
             wrote = table.apply(routed, mtu)
         except NftablesError as e:

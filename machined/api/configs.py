@@ -14,16 +14,15 @@ node keeps running the old config and the caller gets the error.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from netd.config import ConfigError, LoadedConfig, load_config
+from netd.kernel.files import replace_file
 
 log = logging.getLogger("machined.config")
 
@@ -61,33 +60,16 @@ class _Pending:
 
 
 def write_atomically(path: str, text: str) -> None:
-    """Replace ``path`` by ``text`` in one step (temp file in the same directory, fsync, rename).
+    """Replace ``path`` by ``text`` in one step (:func:`netd.kernel.files.replace_file`:
+    a crash leaves the old file or the new one, never a truncated one).
 
     An existing file keeps its mode; a new one is 0600 (configs hold secrets).
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, mode=0o700, exist_ok=True)
     try:
         mode = os.stat(path).st_mode & 0o7777
     except FileNotFoundError:
         mode = 0o600
-    fd, tmp = tempfile.mkstemp(prefix=".config-", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dfd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    replace_file(path, text.encode(), mode)
 
 
 class ConfigManager:

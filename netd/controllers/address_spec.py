@@ -322,6 +322,18 @@ class AddressSpecController(KernelSpecController[AddressSpec, AddressView]):
         )
         return o
 
+    def intent(self, owner: Owner[AddressSpec]) -> dict[str, Any] | None:
+        assert owner.item is not None
+        return lease_record(owner.item.spec)
+
+    def exists(self, rec_id: str, data: dict[str, Any], obs: AddressView) -> bool:
+        try:
+            prefix = parse_prefix(str(data.get("address", "")))
+        except ValueError:
+            return False
+        idx = obs.links.get(str(data.get("link", "")))
+        return idx is not None and address_key(idx, prefix) in obs.index
+
     def ignorable(self, owner: Owner[AddressSpec], i: int, err: KernelError) -> bool:
         """A delete of an address already gone is fine, and so is an add that finds it
         there (netd.md §5.2)."""

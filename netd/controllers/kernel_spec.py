@@ -4,9 +4,16 @@ A pass is always the same: add finalizers → read the kernel once (a dump per
 object type, indexed by key) → specs going away remove what is ours → once per
 start, objects recorded by an earlier run that no spec wants are removed →
 running specs adopt a matching kernel object or get their delete/add requests
-→ every request of the pass goes to the kernel as ONE batch (per-request
-errno back to its owner) → the owners commit (Applied records, written once
-per pass) or retry with back-off.
+→ the creations of the pass are recorded as pending in Applied (ONE durable
+save) → every request of the pass goes to the kernel as ONE batch (per-request
+errno back to its owner) → the owners commit (Applied records confirmed,
+written once per pass) or retry with back-off.
+
+Crash consistency (issue 16, :mod:`netd.kernel.applied`): because the intent
+is on disk before the batch is sent, a ``kill -9`` at any point leaves every
+object we created either recorded or pending. The first pass after a start
+resolves the pending records (:meth:`exists`): an object in the kernel that
+matches its pending record is ours, one that is not there is forgotten.
 
 A controller on this base keeps only what is its own: how a spec becomes the
 kernel object it wants, how a kernel object is compared with it, and what is
@@ -15,6 +22,9 @@ recorded. Hooks:
 * :meth:`observe` reads the kernel (after the event source was drained);
 * :meth:`teardown` / :meth:`stale` / :meth:`plan` put requests in the batch;
 * :meth:`observe_after` re-reads what the adds made (optional);
+* :meth:`intent` returns the pending record of a spec whose requests create an
+  object (written before the batch), :meth:`exists` says whether the kernel has
+  the object of a pending record left by a crash;
 * :meth:`commit` returns the Applied record of a spec whose requests succeeded;
 * :meth:`ignorable` says which errors do not count (a delete of what is gone).
 
@@ -112,6 +122,7 @@ class KernelSpecController(Controller, Generic[S, O]):
         self.retry: KernelRetry | None = None
         self.passes = 0
         self._stale_done = False
+        self._resolved = False
         self.grace = Grace()
         self._waiting: set[str] = set()
         self._verbose = True
@@ -148,6 +159,15 @@ class KernelSpecController(Controller, Generic[S, O]):
         self, ctx: Context, owner: Owner[S], after: Any, errors: Sequence[KernelError | None]
     ) -> dict[str, Any] | None:
         """The Applied record of a running spec whose requests went through (None: keep none)."""
+        raise NotImplementedError
+
+    def intent(self, owner: Owner[S]) -> dict[str, Any] | None:
+        """The record announcing what a running spec's requests will create (written
+        durably before the batch is sent); None: the controller records nothing."""
+        raise NotImplementedError
+
+    def exists(self, rec_id: str, data: dict[str, Any], obs: O) -> bool:
+        """Whether the kernel holds the object a pending record announced (and it matches)."""
         raise NotImplementedError
 
     def ignorable(self, owner: Owner[S], i: int, err: KernelError) -> bool:
@@ -237,6 +257,17 @@ class KernelSpecController(Controller, Generic[S, O]):
         if self.events is not None:
             self.events.drain()  # what it has queued, the dumps below reflect
         obs = await self.observe(kernel)
+        if not self._resolved:  # once per start: creations a crash left unconfirmed
+            self._resolved = True
+            ours, dropped = self.applied.resolve(self.applied_kind, lambda k, d: self.exists(k, d, obs))
+            if ours or dropped:
+                ctx.log.info(
+                    "%d %s creation(s) interrupted by a crash: %d made it (ours), %d did not",
+                    ours + dropped,
+                    self.what,
+                    ours,
+                    dropped,
+                )
         recorded = self.applied.items(self.applied_kind)
         batch = Batch()
 
@@ -288,6 +319,16 @@ class KernelSpecController(Controller, Generic[S, O]):
 
         requests = batch.requests
         self._verbose = len(requests) <= LOG_EACH_MAX
+        # Intent before action: what the batch creates is on disk before it is sent.
+        pended: list[Owner[S]] = []
+        with self.applied.batch():
+            for o in running:
+                if o.item is None or not any(requests[i].flags & NLM_F_CREATE for i in o.requests):
+                    continue
+                intent = self.intent(o)
+                if intent is not None:
+                    self.applied.pend(self.applied_kind, o.key, tag(intent, o.item.spec))
+                    pended.append(o)
         errors = await kernel.write(requests) if requests else []
         written = [o for o in running if self._failed(o, errors) is None]
         after = await self.observe_after(kernel, written) if written else None
@@ -320,6 +361,12 @@ class KernelSpecController(Controller, Generic[S, O]):
                 self._stale_done = ok and not kept
             for rec_id, t in retagged.items():
                 self.applied.add(self.applied_kind, rec_id, t)
+            for o in pended:  # nothing stays pending: made (even if the owner failed) or not
+                made = any(requests[i].flags & NLM_F_CREATE and errors[i] is None for i in o.requests)
+                if made:
+                    self.applied.confirm(self.applied_kind, o.key)  # commit() below may refine it
+                else:
+                    self.applied.abandon(self.applied_kind, o.key)
             for o in running:
                 err = self._failed(o, errors)
                 if err is not None:

@@ -8,10 +8,14 @@ Everything kind-specific (what to create, what to compare, what to update) is
 asked of the kind's module in ``netd/kernel/links``.
 
 Ownership. A logical link is deleted (teardown, kind mismatch, restart
-clean-up) only if netd created it: every creation is recorded in
-``applied.json`` (kind ``link``, key = name, data = ``{"kind": ...}``)
-*before* the RTM_NEWLINK, so a crash between the two still leaves a record,
-and forgotten when the link is deleted. A logical link that already existed
+clean-up) only if netd created it: every creation is recorded as pending in
+``applied.json`` (kind ``link``, key = name, data = ``{"kind": ...}``),
+durably, *before* the RTM_NEWLINK (or the start of wireguard-go), confirmed
+after it, and forgotten when the link is deleted. A crash between the two
+leaves the pending record: the first pass after the start makes it ours if
+the link exists and is of the recorded kind (a wireguard-go started just
+before the crash: its ``tun`` device, stopped with the link if no spec wants
+it), else drops it. A logical link that already existed
 when its spec appeared is *adopted*: configured like ours (STP, MTU, up,
 master) but not recorded, so its owner (a person, other software) keeps it:
 tearing the spec down leaves it in place, and a kind mismatch is reported,
@@ -274,6 +278,7 @@ class LinkSpecController(Controller):
         self._ops: LinkOps | None = None
         self._stale: set[str] | None = None  # recorded links to remove after start; None = not computed
         self.grace = Grace()
+        self._resolved = False
 
     def inputs(self) -> Sequence[Input]:
         return (Input(NETWORK, LINK_SPEC_TYPE, InputKind.STRONG),)
@@ -317,6 +322,15 @@ class LinkSpecController(Controller):
             elif NAME in r.md.finalizers:
                 tearing[r.md.id] = spec
         links = await ops.dump()
+        if not self._resolved:  # once per start: creations a crash left unconfirmed
+            self._resolved = True
+            ours, dropped = self.applied.resolve(
+                APPLIED_KIND, lambda name, rec: name in links and recorded_matches(rec, links[name])
+            )
+            if ours or dropped:
+                log.info(
+                    "%d link creation(s) interrupted by a crash: %d made it (ours)", ours + dropped, ours
+                )
 
         # 1. torn-down specs, children before parents
         for name in deletion_order(tearing, links, tearing):
@@ -418,21 +432,27 @@ class LinkSpecController(Controller):
         specs: Mapping[str, LinkSpec],
         links: Mapping[str, KernelLink],
     ) -> bool:
-        """Apply the actions in order; True if any was applied. Creations are recorded
-        first, deletions forgotten after."""
+        """Apply the actions in order; True if any was applied. Creations are announced
+        (pending, durably) first and confirmed after; deletions forgotten after."""
         for a in actions:
             link = links.get(a.name)
             if isinstance(a, Create):
                 spec = specs[a.name]
-                recorded_before = self._owned(a.name)
-                self.applied.add(APPLIED_KIND, a.name, tag({"kind": spec.kind}, spec))
+                self.applied.pend(APPLIED_KIND, a.name, tag({"kind": spec.kind}, spec))
                 try:
                     await kind_for(spec.kind).create(ops, spec, links)
                 except (KernelError, NotReady):  # refused (EEXIST from a racing foreign link…) or
                     # not possible yet (a VLAN's parent missing): nothing was created, so not ours
-                    if not recorded_before:
-                        self.applied.remove(APPLIED_KIND, a.name)
+                    self.applied.abandon(APPLIED_KIND, a.name)
                     raise
+                except OSError:  # a backend failure (wireguard-go): made or not, the kernel says
+                    # (cancelled: stays pending, resolved at the next start)
+                    if a.name in await ops.dump():
+                        self.applied.confirm(APPLIED_KIND, a.name)
+                    else:
+                        self.applied.abandon(APPLIED_KIND, a.name)
+                    raise
+                self.applied.confirm(APPLIED_KIND, a.name)
                 log.info("created link %s (%s)", a.name, spec.kind)
                 return True  # the rest needs a fresh dump
             if link is None:

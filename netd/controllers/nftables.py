@@ -12,21 +12,29 @@ table in the kernel no longer looks like it did right after that apply
 (someone else changed it), so steady state writes nothing and counters keep
 counting. The record of the last apply lives in ``applied.json`` (kind
 ``nftables``), so a restart with an unchanged config and an untouched table
-adopts the kernel's ruleset instead of rebuilding it. A kernel without
+adopts the kernel's ruleset instead of rebuilding it. The table's creation is
+announced (pending, durably) before the first batch that may create it and
+confirmed after (issue 16); the first pass after a start resolves the pending
+records of every nftables table, KubeSpan's ``inet talos_kubespan`` included
+(its manager announces it the same way): a table that exists is ours, a
+missing one is forgotten. A kernel without
 nf_tables, or a missing libnftables, is logged once and retried with back-off;
 the rest of the node keeps running (decisions.md "Degraded, not dead").
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from pydantic import BaseModel
 
 from cosi import Context, Controller, Input, Output, OutputKind, Phase
 from netd.config.models import NetworkRuleConfig
 from netd.kernel.applied import Applied
+from netd.kernel.nft_tables import LibNftTable
 from netd.kernel.nftables import (
     FAMILY,
     TABLE,
@@ -211,6 +219,23 @@ class NfTablesChainController(Controller):
         rec = self.applied.items(APPLIED_KIND).get(APPLIED_KEY, {})
         self._ruleset: str | None = rec.get("ruleset")
         self._kernel: str | None = rec.get("kernel")
+        self._resolved = False
+
+    def _resolve(self, ctx: Context) -> None:
+        """Once per start: tables whose creation a crash left unconfirmed (ours if they exist)."""
+        if self._resolved or not self.applied.pending(APPLIED_KIND):
+            self._resolved = True
+            return
+
+        def exists(key: str, _data: dict[str, object]) -> bool:
+            family, _, name = key.partition(" ")
+            if key == APPLIED_KEY:
+                return self.backend.list_table() is not None
+            return LibNftTable(family, name).list_table() is not None
+
+        ours, dropped = self.applied.resolve(APPLIED_KIND, exists)
+        self._resolved = True
+        ctx.log.info("%d nftables table creation(s) interrupted by a crash: %d made it", ours + dropped, ours)
 
     def inputs(self) -> Sequence[Input]:
         return [Input(NETWORK, NFTABLES_CHAIN_TYPE)]
@@ -225,15 +250,23 @@ class NfTablesChainController(Controller):
                 chains[r.id] = r.spec
         ruleset = compile_ruleset(chains)
         digest = ruleset_digest(ruleset)
+        listing: dict[str, Any] | None = {}  # {}: not read (an error before the listing)
         try:
+            self._resolve(ctx)
             listing = self.backend.list_table()
             if digest == self._ruleset and listing_digest(listing) == self._kernel:
                 self.retry.succeeded(APPLIED_KEY)
                 return  # the kernel has exactly what we applied: write nothing
             existing = chains_in_listing(listing) if listing is not None else []
+            if (APPLIED_KIND, APPLIED_KEY) not in self.applied:
+                self.applied.pend(APPLIED_KIND, APPLIED_KEY, {"ruleset": digest})  # intent first
             self.backend.apply(build_batch(ruleset, existing))
             kernel = listing_digest(self.backend.list_table())
         except NftablesError as e:
+            if listing is None:  # the table did not exist before: created or not, the kernel says
+                with contextlib.suppress(NftablesError):
+                    if self.backend.list_table() is None:
+                        self.applied.abandon(APPLIED_KIND, APPLIED_KEY)
             self.retry.failed(APPLIED_KEY, e)
             self.retry.schedule(ctx)
             return

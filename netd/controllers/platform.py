@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from cosi import Context, Controller, Output, OutputKind
 from netd.config.errors import ConfigError
 from netd.config.yaml import load_documents
+from netd.kernel.files import replace_file
 from netd.netip import parse_addr
 from netd.resources.address import ADDRESS_SPEC_TYPE, ADDRESS_STATUS_TYPE, AddressSpec, AddressStatus
 from netd.resources.base import Spec
@@ -185,11 +186,7 @@ def _write_cache(cache: str, text: str) -> None:
                 return
     except OSError:
         pass
-    tmp = cache + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o400)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, cache)
+    replace_file(cache, text.encode(), 0o400)
 
 
 class PlatformConfigController(Controller):

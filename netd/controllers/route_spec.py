@@ -392,6 +392,14 @@ class RouteSpecController(KernelSpecController[RouteSpec, RouteView]):
             batch.add(o, rtnl.add_route(plan.add))
         return o
 
+    def intent(self, owner: Owner[RouteSpec]) -> dict[str, Any] | None:
+        assert owner.item is not None
+        return route_record(owner.data.want, owner.item.spec.out_link_name)
+
+    def exists(self, rec_id: str, data: dict[str, Any], obs: RouteView) -> bool:
+        p = parse_record(data)
+        return p is not None and any(parsed_matches(p, k, obs.links) for k in obs.index.get(p.key, ()))
+
     async def observe_after(self, kernel: Rtnl, written: list[Owner[RouteSpec]]) -> Any:
         if not any(o.data.adds for o in written):
             return None

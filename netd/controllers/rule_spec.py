@@ -223,12 +223,19 @@ class RoutingRuleSpecController(KernelSpecController[RoutingRuleSpec, dict[RuleK
         batch.add(o, rtnl.add_rule(p.add))
         return o
 
+    def intent(self, owner: Owner[RoutingRuleSpec]) -> dict[str, Any] | None:
+        want: RuleRecord = owner.data
+        return {"rule": describe_rule(want), "ident": list(rule_ident(want))}
+
+    def exists(self, rec_id: str, data: dict[str, Any], obs: dict[RuleKey, list[RuleRecord]]) -> bool:
+        return bool(self._ours(obs, data))
+
     def commit(
         self, ctx: Context, owner: Owner[RoutingRuleSpec], after: Any, errors: Sequence[KernelError | None]
     ) -> dict[str, Any] | None:
         want: RuleRecord = owner.data
         self.note(ctx, "%s: rule %s added", owner.key, describe_rule(want))
-        return {"rule": describe_rule(want), "ident": list(rule_ident(want))}
+        return self.intent(owner)
 
     def forget(self, spec_id: str) -> None:
         self._blocked.pop(spec_id, None)

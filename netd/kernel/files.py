@@ -1,4 +1,6 @@
-"""Atomic file writes for the files machined manages in its ``--etc-dir``.
+"""Atomic file writes: THE helper for every file machined (and the discovery service)
+replaces — ``--etc-dir`` files, ``--state-dir`` records (``applied.json``, the
+platform cache, identities), the config written back by ``apply-config``.
 
 decisions.md: ``resolv.conf`` and ``hosts`` are written into the etc dir, not
 bind-mounted over ``/etc`` as Talos does. A reader (a resolver library opening
@@ -36,7 +38,8 @@ def _current(path: str) -> tuple[bytes, int] | None:
         return f.read(), stat.S_IMODE(st.st_mode)
 
 
-def _fsync_dir(directory: str) -> None:
+def fsync_dir(directory: str) -> None:
+    """Make the directory entries (a rename, a new file) durable."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -44,13 +47,46 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
+def replace_file(
+    path: str | os.PathLike[str], contents: bytes, mode: int = 0o644, *, durable: bool = True
+) -> None:
+    """Replace ``path`` by a regular file holding ``contents`` (permission bits ``mode``)
+    in one step: a crash or a power loss leaves the old file or the new one, never a
+    truncated one.
+
+    The content goes to a temporary file in the same directory, which is fsynced
+    and renamed over the target (rename is atomic within a file system); then the
+    directory is fsynced so the rename itself survives a power loss. Parent
+    directories are created (0755). ``durable=False`` skips both fsyncs (the
+    rename stays atomic against a crash of the process, not of the machine).
+    Raises OSError; the target is then unchanged and no temporary file is left.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), stat.S_IMODE(mode))  # mkstemp creates 0600
+            f.write(contents)
+            f.flush()
+            if durable:
+                os.fsync(f.fileno())
+        os.rename(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    if durable:
+        fsync_dir(directory)
+
+
 def write_if_changed(path: str, contents: bytes, mode: int = 0o644) -> bool:
     """Make ``path`` a regular file holding ``contents`` with permission bits ``mode``.
 
-    Returns True when the file was (re)written, False when it already matched
-    (a mode-only difference is fixed with chmod, without rewriting: returns False).
-    Parent directories are created (0755). Raises OSError on failure; the target
-    is then unchanged and no temporary file is left behind.
+    Returns True when the file was (re)written (:func:`replace_file`), False when it
+    already matched (a mode-only difference is fixed with chmod, without rewriting:
+    returns False). Raises OSError on failure; the target is then unchanged.
     """
     mode = stat.S_IMODE(mode)
     cur = _current(path)
@@ -58,21 +94,7 @@ def write_if_changed(path: str, contents: bytes, mode: int = 0o644) -> bool:
         if cur[1] != mode:
             os.chmod(path, mode)
         return False
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)  # mkstemp creates 0600
-            f.write(contents)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)
+    replace_file(path, contents, mode)
     return True
 
 
