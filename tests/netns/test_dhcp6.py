@@ -302,3 +302,38 @@ def test_dnsmasq_lease_and_stable_duid(lab6: Lab6) -> None:
     ids = {bytes(_opt(m, DHCP6OptClientId).duid) for _, m in lab6.messages() if _type(m) in (1, 3, 5, 6)}
     assert ids == {duid}
     assert lab6.published()["addresses"] and f"{k['local']}" in (lab6.dir / "dnsmasq.leases").read_text()
+
+
+MACHINE_CONFIG = (
+    "version: v1alpha1\nmachine:\n  network:\n    interfaces:\n"
+    "      - interface: eth0\n        dhcp: true\n"
+    "        dhcpOptions:\n          ipv4: false\n          ipv6: true\n"
+)
+
+
+@needs
+def test_machined_dhcp6(lab6: Lab6) -> None:
+    """Through machined (runner, spec controllers, etc files): the /128 with the lease's lifetimes,
+    the DNS server in resolv.conf, `get operators`, a RENEW at T1; a restart keeps the address and
+    gets the same one again (stable DUID)."""
+    from harness.daemons import Machined
+
+    lab6.kea()
+    md = Machined(lab6.node, MACHINE_CONFIG, {})
+    md.start()
+    k = wait_until(lambda: lab6.kernel_addresses(), timeout=30, what="DHCPv6 address in the kernel")
+    (a,) = k
+    assert a["prefixlen"] == 128 and 0 < a["valid_life_time"] <= VALID
+    specs = md.specs("addressspecs", "-n", "network-config")
+    assert f"dhcp6/eth0/eth0/{a['local']}/128" in specs
+    resolv = lab6.node.etc_dir / "resolv.conf"
+    wait_until(lambda: f"nameserver {DNS}" in resolv.read_text(), timeout=10, what="resolv.conf")
+    ops = wait_until(lambda: md.specs("operators").get("dhcp6/eth0"), timeout=10, what="OperatorStatus")
+    assert ops["address"] == f"{a['local']}/128" and ops["leaseTime"] == VALID
+    wait_until(lambda: any(_type(m) == 5 for _, m in lab6.messages()), timeout=3 * (T1 + 2), what="a RENEW")
+    assert md.stop() == 0
+    assert [x["local"] for x in lab6.kernel_addresses()] == [a["local"]]  # kept over the restart
+    md.start()
+    wait_until(lambda: (md.specs("operators").get("dhcp6/eth0") or {}).get("state") == "bound", timeout=30,
+               what="bound after the restart")  # fmt: skip
+    assert [x["local"] for x in lab6.kernel_addresses()] == [a["local"]]
