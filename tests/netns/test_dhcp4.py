@@ -382,3 +382,35 @@ def test_rogue_server_beside_the_real_one(lab: Lab) -> None:
     log = "\n".join(p.read_text() for p in m.node.log_dir.glob("*machined*.log"))
     assert "dropped a packet" in log and "Traceback" not in log
     assert "restarting" not in m.specs("operators")["dhcp4/eth0"].get("state", "")
+
+
+def test_reset_releases_the_lease(lab: Lab) -> None:
+    """``netctl reset``: DHCPRELEASE unicast to the server id with ciaddr (only then), and the
+    address leaves the kernel; a plain SIGTERM before sends none."""
+    srv, m = setup(lab)
+    Kea(srv, valid=600).start()
+    cap = srv.dir / "release.pcap"
+    tcpdump = srv.popen(["tcpdump", "-i", "eth0", "-n", "-U", "-w", str(cap), "udp port 67"])
+    time.sleep(1)
+    m.start()
+    wait_until(lambda: has_addr(m.node, "10.0.0.50"), timeout=30, what="lease")
+    assert m.stop() == 0
+    m.start()
+    wait_until(
+        lambda: m.specs("operators").get("dhcp4/eth0", {}).get("state") == "bound", timeout=30, what="bound"
+    )
+    m.netctl("reset")
+    assert m.proc is not None and m.proc.wait(timeout=30) == 0
+    wait_until(lambda: not has_addr(m.node, "10.0.0.50"), timeout=10, what="address removed by reset")
+    time.sleep(1)
+    tcpdump.send_signal(signal.SIGINT)
+    tcpdump.wait(timeout=10)
+    from scapy.all import BOOTP, DHCP, IP, rdpcap
+
+    releases = []
+    for p in rdpcap(str(cap)):
+        if DHCP in p:
+            opts = dict(x for x in p[DHCP].options if isinstance(x, tuple) and len(x) == 2)
+            if opts.get("message-type") == 7:
+                releases.append((p[IP].src, p[IP].dst, p[BOOTP].ciaddr, opts.get("server_id")))
+    assert releases == [("10.0.0.50", "10.0.0.1", "10.0.0.50", "10.0.0.1")]
