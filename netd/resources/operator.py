@@ -74,5 +74,7 @@ OPERATOR_SPEC_DEFINITION = ResourceDefinition(
     display_type="OperatorSpec",
     default_namespace=NETWORK,
     spec_model=OperatorSpec,
+    # A name, so that it wins over OperatorStatuses' initials (talosctl's ``get os``).
+    aliases=("os",),
     sensitive=True,
 )

@@ -80,6 +80,7 @@ from netd.resources.enums import (
 )
 from netd.resources.hostname import parse_fqdn
 from netd.resources.operator import DHCP4OperatorSpec, DHCP6OperatorSpec, VIPOperatorSpec
+from netd.resources.operator_status import OperatorStatusSpec
 from netd.resources.routing_rule import RoutingRuleSpec, RoutingRuleStatus
 
 WG_PEER = {
@@ -390,6 +391,22 @@ CASES: list[tuple[type[Spec], dict[str, Any], dict[str, Any]]] = [
             "layer": "configuration",
         },
         {"operator": "dhcp4", "linkName": "", "requireUp": False, "layer": "default"},
+    ),
+    (
+        OperatorStatusSpec,
+        {
+            "operator": "dhcp4",
+            "linkName": "eth0",
+            "state": "bound",
+            "server": "10.0.2.2",
+            "address": "10.0.2.15/24",
+            "leaseTime": 86400,
+            "obtainedAt": "2026-12-05T10:00:00Z",
+            "expiresAt": "2026-12-06T10:00:00Z",
+            "t1": "2026-12-05T22:00:00Z",
+            "t2": "2026-12-06T07:00:00Z",
+        },
+        {"operator": "", "linkName": "", "state": ""},
     ),
     (NodeAddress, {"addresses": ["172.20.0.2/24", "fd00::2/64"]}, {"addresses": []}),
     (
@@ -952,7 +969,20 @@ TYPES = {
         False,
         (("TIMESERVERS", "{.timeServers}"),),
     ),
-    "OperatorSpecs.net.talos.dev": ("OperatorSpec", NETWORK, (), True, ()),
+    "OperatorSpecs.net.talos.dev": ("OperatorSpec", NETWORK, ("os",), True, ()),
+    "OperatorStatuses.net.talos.dev": (
+        "OperatorStatus",
+        NETWORK,
+        ("operatorstatuses", "operators"),
+        False,
+        (
+            ("STATE", "{.state}"),
+            ("ADDRESS", "{.address}"),
+            ("SERVER", "{.server}"),
+            ("EXPIRES", "{.expiresAt}"),
+            ("HOLDER", "{.holder}"),
+        ),
+    ),
     "NodeAddresses.net.talos.dev": ("NodeAddress", NETWORK, (), False, (("ADDRESSES", "{.addresses}"),)),
     "NodeAddressFilters.net.talos.dev": (
         "NodeAddressFilter",
@@ -1043,6 +1073,7 @@ def state() -> State:
         ("timeservers", "TimeServerStatuses.net.talos.dev"),
         ("operatorspecs", "OperatorSpecs.net.talos.dev"),
         ("os", "OperatorSpecs.net.talos.dev"),
+        ("operators", "OperatorStatuses.net.talos.dev"),
         ("dcs", "DeviceConfigSpecs.net.talos.dev"),
         ("ha", "HardwareAddresses.net.talos.dev"),
         ("hardwareaddress", "HardwareAddresses.net.talos.dev"),
