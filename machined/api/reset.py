@@ -47,9 +47,14 @@ async def leave_cluster(runtime: Runtime, timeout: float = RESET_TIMEOUT) -> Non
     leavers = [c for c in runtime.controllers if isinstance(c, Leaver)]
     if not leavers:
         return
-    results = await asyncio.gather(
-        *(asyncio.wait_for(c.leave(), timeout) for c in leavers), return_exceptions=True
-    )
+    async def timed(c: Leaver) -> bool:
+        t0 = asyncio.get_running_loop().time()
+        try:
+            return await asyncio.wait_for(c.leave(), timeout)
+        finally:
+            log.info("reset: %s left in %.2fs", getattr(c, "name", c), asyncio.get_running_loop().time() - t0)
+
+    results = await asyncio.gather(*(timed(c) for c in leavers), return_exceptions=True)
     for c, r in zip(leavers, results, strict=True):
         if isinstance(r, BaseException):
             log.error("reset: %s could not leave: %s", c.name, r or type(r).__name__)
