@@ -10,6 +10,13 @@ resource) happens only at start and when the socket overflowed (ENOBUFS). No
 polling, no rate limiter: a burst of events costs one reconcile that applies
 them all.
 
+After an overflow the resync cannot miss what arrives during it (issue 16):
+the socket stays subscribed, is first read until empty (which ends the
+kernel's congestion state, :meth:`RtnlEvents.settle`), then the kernel is
+dumped; events arriving from then on queue up and are applied after the dump
+(replaying what the dump already shows is harmless); an overflow during the
+dump starts another round, until one ends without overflow.
+
 The one exception the kernel forces: it removes IPv4 routes silently (no
 RTM_DELROUTE) when their link goes down or is deleted, and when their
 preferred source address is deleted. On those link/address events the route
@@ -24,6 +31,7 @@ the resource.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Hashable, Iterable
 
@@ -34,9 +42,15 @@ from cosi.resource import Phase
 from netd.kernel import rtnl_codec as codec
 from netd.kernel import rtnl_events as ev
 from netd.kernel.netlink import AF_BRIDGE
+from netd.kernel.rtnl_batch import DumpInterrupted
 from netd.kernel.rtnl_codec import AddressRecord, LinkRecord, RouteRecord, RuleRecord
 from netd.resources.enums import LinkFlags
 from netd.resources.namespaces import NETWORK
+
+#: A dump interrupted this many times (NLM_F_DUMP_INTR: the kernel changed meanwhile)
+#: raises DumpInterrupted (netd.kernel.rtnl_batch); the resync waits this long and retries.
+DUMP_ATTEMPTS = 5
+DUMP_RETRY_DELAY = 0.05
 
 
 def link_record(message: bytes) -> LinkRecord:
@@ -211,8 +225,22 @@ class NetlinkStatusController(Controller):
             self._resync_families.add(socket.AF_UNSPEC)
         if socket.AF_UNSPEC in self._resync_families:
             self._resync_families.clear()
-            # The queued events predate the dump, which supersedes them.
-            await self.resync(ctx, socket.AF_UNSPEC)
+            rounds = 0
+            while True:
+                rounds += 1
+                # The queued events predate the dump, which supersedes them; reading the
+                # socket empty ends the kernel's silent dropping before the dump starts.
+                await self._events.settle()
+                try:
+                    await self.resync(ctx, socket.AF_UNSPEC)
+                except DumpInterrupted:  # changes kept interrupting the dump: a flood goes on
+                    ctx.log.info("dump interrupted by changes %d times: again", DUMP_ATTEMPTS)
+                    await asyncio.sleep(DUMP_RETRY_DELAY)
+                    continue
+                if not self._events.overflowed:
+                    break
+                ctx.log.info("netlink socket overflowed during the resync: again (round %d)", rounds + 1)
+            # What arrived during the dump is queued: the trigger already called applies it.
             return
         touched: set[str] = set()
         for datagram in datagrams:
