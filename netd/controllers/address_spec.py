@@ -326,6 +326,10 @@ class AddressSpecController(KernelSpecController[AddressSpec, AddressView]):
         assert owner.item is not None
         return lease_record(owner.item.spec)
 
+    def reclaim(self, item: SpecItem[AddressSpec], obs: AddressView) -> dict[str, Any] | None:
+        record = lease_record(item.spec)
+        return record if self.exists(item.id, record, obs) else None
+
     def exists(self, rec_id: str, data: dict[str, Any], obs: AddressView) -> bool:
         try:
             prefix = parse_prefix(str(data.get("address", "")))

@@ -170,6 +170,11 @@ class KernelSpecController(Controller, Generic[S, O]):
         """Whether the kernel holds the object a pending record announced (and it matches)."""
         raise NotImplementedError
 
+    def reclaim(self, item: SpecItem[S], obs: O) -> dict[str, Any] | None:
+        """The record of a running spec's kernel object when the records were lost (a
+        corrupt applied.json): what matches a current spec is taken as ours."""
+        return None
+
     def ignorable(self, owner: Owner[S], i: int, err: KernelError) -> bool:
         """Errors that do not fail their owner: a delete of an object already gone."""
         return isinstance(err, NotFound)
@@ -299,7 +304,9 @@ class KernelSpecController(Controller, Generic[S, O]):
                 self.stale(rec_id, data, obs, batch, o)
                 stale.append(o)
 
-        # 3. Running specs.
+        # 3. Running specs. After a start whose applied.json was unreadable, the objects
+        # the current specs match are recorded as ours (issue 16), never the others.
+        reclaiming = self.passes == 1 and self.applied.corrupt is not None
         running: list[Owner[S]] = []
         retagged: dict[str, dict[str, Any]] = {}
         for s in items:
@@ -316,6 +323,8 @@ class KernelSpecController(Controller, Generic[S, O]):
                 retry.succeeded(s.id)
                 if rec is not None and (t := retag(rec, s.spec)) is not None:
                     retagged[s.id] = t  # in sync, but the spec's layer changed
+                elif rec is None and reclaiming and (r := self.reclaim(s, obs)) is not None:
+                    retagged[s.id] = tag(r, s.spec)  # records lost: what the specs match is ours
 
         requests = batch.requests
         self._verbose = len(requests) <= LOG_EACH_MAX

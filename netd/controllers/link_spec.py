@@ -279,6 +279,7 @@ class LinkSpecController(Controller):
         self._stale: set[str] | None = None  # recorded links to remove after start; None = not computed
         self.grace = Grace()
         self._resolved = False
+        self._reclaimed = False
 
     def inputs(self) -> Sequence[Input]:
         return (Input(NETWORK, LINK_SPEC_TYPE, InputKind.STRONG),)
@@ -371,10 +372,17 @@ class LinkSpecController(Controller):
             else:
                 self.retry.succeeded(key)
         records = self.applied.items(APPLIED_KIND)
+        reclaiming = self.applied.corrupt is not None and not self._reclaimed
+        self._reclaimed = True
         for spec in running:  # a link adopted while its spec's layer changed: the record follows
             rec = records.get(spec.name)
             if rec is not None and (t := retag(rec, spec)) is not None:
                 self.applied.add(APPLIED_KIND, spec.name, t)
+            elif rec is None and reclaiming and spec.logical:
+                # applied.json was unreadable: a logical link a current spec matches is ours
+                link = links.get(spec.name)
+                if link is not None and kind_for(spec.kind).matches(spec, link):
+                    self.applied.add(APPLIED_KIND, spec.name, tag({"kind": spec.kind}, spec))
         keys = {f"link {s.name}" for s in running} | {f"link {n} (teardown)" for n in tearing}
         keys |= {f"link {n} (stale)" for n in self._stale}
         self.retry.forget_except(keys)

@@ -396,6 +396,16 @@ class RouteSpecController(KernelSpecController[RouteSpec, RouteView]):
         assert owner.item is not None
         return route_record(owner.data.want, owner.item.spec.out_link_name)
 
+    def reclaim(self, item: SpecItem[RouteSpec], obs: RouteView) -> dict[str, Any] | None:
+        spec = item.spec
+        oif = obs.links.get(spec.out_link_name, 0) if spec.out_link_name else 0
+        if spec.out_link_name and not oif:
+            return None
+        want, key = self._want(item, oif)
+        if not any(route_matches(want, k) for k in obs.index.get(key, ())):
+            return None
+        return route_record(want, spec.out_link_name)
+
     def exists(self, rec_id: str, data: dict[str, Any], obs: RouteView) -> bool:
         p = parse_record(data)
         return p is not None and any(parsed_matches(p, k, obs.links) for k in obs.index.get(p.key, ()))

@@ -227,6 +227,13 @@ class RoutingRuleSpecController(KernelSpecController[RoutingRuleSpec, dict[RuleK
         want: RuleRecord = owner.data
         return {"rule": describe_rule(want), "ident": list(rule_ident(want))}
 
+    def reclaim(
+        self, item: SpecItem[RoutingRuleSpec], obs: dict[RuleKey, list[RuleRecord]]
+    ) -> dict[str, Any] | None:
+        want, _ident = self._want(item)
+        record = {"rule": describe_rule(want), "ident": list(rule_ident(want))}
+        return record if self.exists(item.id, record, obs) else None
+
     def exists(self, rec_id: str, data: dict[str, Any], obs: dict[RuleKey, list[RuleRecord]]) -> bool:
         return bool(self._ours(obs, data))
 
