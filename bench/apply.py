@@ -316,7 +316,109 @@ def inner_in_sync(n: int) -> dict[str, Any]:
     return {"wall": wall, "cpu": cpu, "writes": writes}
 
 
+async def _routes_through_controller(n: int, state_dir: str | None) -> tuple[float, int]:
+    """Time from the route spec controller's start until its first pass put ``n`` routes in
+    the kernel, with its Applied records in ``state_dir`` (None: no file at all), and the
+    number of writes of applied.json."""
+    from cosi import Runtime, State
+    from netd.controllers.route_spec import RouteSpecController
+    from netd.kernel.applied import Applied
+    from netd.resources import register_all
+    from netd.resources.namespaces import NETWORK
+    from netd.resources.route import ROUTE_SPEC_TYPE
+
+    state = State()
+    register_all(state)
+    for spec in _route_specs(n):
+        state.put(NETWORK, ROUTE_SPEC_TYPE, spec.id(), spec, "bench")
+    applied = Applied.in_dir(state_dir)
+    rt = Runtime(state)
+    rt.register(RouteSpecController(applied))
+    t0 = time.perf_counter()
+    rt.start()
+    await rt.settle(timeout=120)
+    t1 = time.perf_counter()
+    await rt.stop()
+    return t1 - t0, applied.saves
+
+
+def inner_intent(n: int) -> dict[str, Any]:
+    """The cost of durable records (intent before action, issue 16) on the apply window of
+    ``n`` routes: the controller with applied.json (pending before the batch, confirmed
+    after: two fsynced writes) against the same controller without any file."""
+    out: dict[str, Any] = {"durable": [], "none": []}
+    with tempfile.TemporaryDirectory(dir=os.environ.get("NETD_BENCH_STATE_DIR")) as tmp:
+        for rep in range(3):
+            for mode in ("none", "durable"):
+                d = os.path.join(tmp, f"{mode}{rep}") if mode == "durable" else None
+                secs, saves = asyncio.run(_routes_through_controller(n, d))
+                out[mode].append(secs)
+                out[f"{mode}_saves"] = saves
+                subprocess.run(["ip", "route", "flush", "table", str(ROUTE_TABLE)], check=True)
+    return out
+
+
+async def _flood(n: int) -> dict[str, Any]:
+    """``ip -batch`` adds ``n`` routes behind the status controllers' back: the time from
+    its end until the RouteStatus count equals the kernel's, and the socket overflows."""
+    from cosi import Runtime, State
+    from netd.controllers.status import NetlinkStatusController, status_controllers
+    from netd.kernel.netlink import RTM_GETROUTE
+    from netd.kernel.rtnl_events import dump
+    from netd.resources import register_all
+    from netd.resources.route import ROUTE_STATUS_TYPE
+
+    state = State()
+    register_all(state)
+    rt = Runtime(state)
+    controllers = status_controllers(None)
+    for c in controllers:
+        rt.register(c)
+    rt.start()
+    await rt.settle(timeout=60)
+    table = ROUTE_TABLE + 1
+    with tempfile.NamedTemporaryFile("w", suffix=".batch") as f:
+        f.writelines(
+            f"route add {100 + (i >> 16)}.{(i >> 8) & 255}.{i & 255}.0/24 via {GATEWAY} table {table}\n"
+            for i in range(n)
+        )
+        f.flush()
+        t0 = time.perf_counter()
+        proc = await asyncio.create_subprocess_exec("ip", "-batch", f.name)
+        await proc.wait()
+    t1 = time.perf_counter()
+    kernel = len(await dump(RTM_GETROUTE))
+    checked = time.perf_counter()
+    while True:
+        have = len(state.list("network", ROUTE_STATUS_TYPE))
+        if have == kernel or time.perf_counter() - t1 > 300:
+            break
+        await asyncio.sleep(0.01)
+        if time.perf_counter() - checked > 0.25:  # (IPv6 link-local routes may still come)
+            kernel, checked = len(await dump(RTM_GETROUTE)), time.perf_counter()
+    t2 = time.perf_counter()
+    rc = next(c for c in controllers if c.name == "network.RouteStatusController")
+    assert isinstance(rc, NetlinkStatusController)
+    await rt.stop()
+    return {
+        "flood": t1 - t0,
+        "converge": t2 - t1,
+        "kernel": kernel,
+        "status": have,
+        "overflows": rc.overflows,
+        "resyncs": rc.resyncs,
+    }
+
+
+def inner_flood(n: int) -> dict[str, Any]:
+    out = asyncio.run(_flood(n))
+    subprocess.run(["ip", "route", "flush", "table", str(ROUTE_TABLE + 1)], check=True)
+    return out
+
+
 INNER = {
+    "intent": inner_intent,
+    "flood": inner_flood,
     "routes": inner_routes,
     "addresses": inner_addresses,
     "rules": inner_rules,
@@ -676,6 +778,8 @@ def outer(reps: int, cold_n: int, settle_timeout: float, observe: float, cases: 
         for what, n in (*cases, ("rule_controller", 1_000)):
             ours, theirs = run_case(ns, what, n, reps)
             rows.append((f"add {what.replace('_', ' ')}", n, ours, theirs))
+        intent = ns.inner("intent", 10_000)
+        flood = ns.inner("flood", 100_000)
         cold = ns.inner("cold", cold_n)
         ns.flush()
         in_sync = ns.inner("in_sync", cold_n)
@@ -724,6 +828,19 @@ def outer(reps: int, cold_n: int, settle_timeout: float, observe: float, cases: 
     rules = next(ours / theirs for what, n, ours, theirs in rows if what == "add rules")
     met = "met" if rules <= 2 else "NOT met"
     print(f"goal <= 2x ip -batch at N=1,000 rules: {met}")
+    none, durable = statistics.median(intent["none"]), statistics.median(intent["durable"])
+    cost = (durable - none) / none * 100
+    print(
+        f"route spec pass, 10000 routes created: {none:.3f} s without applied.json, {durable:.3f} s with "
+        f"durable pending+confirmed records ({intent['durable_saves']} fsynced writes): +{cost:.1f} % "
+        f"(goal < 10 %: {'met' if cost < 10 else 'NOT met'})"
+    )
+    print(
+        f"100k-route ip -batch flood ({flood['flood']:.2f} s): RouteStatus == kernel "
+        f"({flood['kernel']} routes) {flood['converge']:.2f} s after its end; "
+        f"{flood['overflows']} overflow(s), {flood['resyncs']} resync(s)"
+        + ("" if flood["status"] == flood["kernel"] else f" NOT CONVERGED ({flood['status']})")
+    )
     print(f"ratio_vs_ip_batch={ratio:.2f}")
     return 0
 
