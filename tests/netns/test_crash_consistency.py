@@ -216,7 +216,8 @@ def test_sigkill_during_apply_leaks_nothing_and_restart_keeps_everything(lab: La
         time.sleep(max(0.0, delay - (time.monotonic() - t0)))
         d.kill()
         node.sh("ip route flush root 10.200.0.0/16 proto static; true")  # part gone: a second apply
-        node.sh("ip route replace 10.200.200.1/32 via 192.0.2.1 dev eth0 onlink proto static")  # foreign one back
+        # the foreign one back
+        node.sh("ip route replace 10.200.200.1/32 via 192.0.2.1 dev eth0 onlink proto static")
         t0 = d.start()
         time.sleep(max(0.0, delay - (time.monotonic() - t0)))
         d.kill()
