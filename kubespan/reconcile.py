@@ -327,6 +327,3 @@ def extend_routed(routed: RoutedSet, nets: Sequence[Network]) -> RoutedSet:
     v6 = [*routed.ipv6, *(n for n in nets if isinstance(n, ipaddress.IPv6Network))]
     return RoutedSet(tuple(ipaddress.collapse_addresses(v4)), tuple(ipaddress.collapse_addresses(v6)))
 
-
-def states_by_key(statuses: Mapping[str, PeerStatus]) -> dict[str, PeerState]:
-    return {k: s.state for k, s in statuses.items()}

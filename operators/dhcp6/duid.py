@@ -10,9 +10,10 @@ time and read back on every later start, so the server sees the same client acro
 from __future__ import annotations
 
 import logging
-import os
 import struct
 from pathlib import Path
+
+from netd.kernel.files import replace_file
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +79,7 @@ def stable_duid(state_dir: Path, mac: bytes) -> bytes:
     duid = duid_ll(mac)
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{DUID_FILE}.tmp")
-        tmp.write_text(duid.hex() + "\n")
-        os.replace(tmp, path)  # a crash leaves the old file or the new one, never half of it
+        replace_file(path, (duid.hex() + "\n").encode())
     except OSError as e:
         log.warning("dhcp6: cannot persist the DUID in %s: %s", path, e)
     return duid

@@ -26,7 +26,6 @@ import ipaddress
 import json
 import logging
 import math
-import os
 import time
 from collections import Counter
 from ipaddress import IPv6Address
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from netd import tunables
+from netd.kernel.files import replace_file
 from netd.resources.address import AddressSpec
 from netd.resources.enums import ConfigLayer
 from netd.resources.hostname import HostnameSpec
@@ -122,10 +122,8 @@ def save_lease(path: Path, lease: Lease, duid: bytes, iaid: int, clock: Clock) -
         "ntpServers": list(lease.ntp_servers),
         "fqdn": lease.fqdn,
     }
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_text(json.dumps(doc, indent=1) + "\n")
-        os.replace(tmp, path)
+        replace_file(path, (json.dumps(doc, indent=1) + "\n").encode())
     except OSError as e:
         log.warning("dhcp6: cannot save the lease in %s: %s", path, e)
 
