@@ -7,14 +7,16 @@ scripts, and the ``netctl`` calls the tests make against a node's API socket.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .nodes import Node
+from .nodes import Lab, Node
 from .sysutil import wait_until
 
 BIN = Path(sys.executable).parent
@@ -106,3 +108,39 @@ class Service:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         assert self.proc.wait(timeout=15) == 0
+
+
+class ServiceWorld:
+    """The kubespan.md §10 lab: switch ``sw``, the discovery service alone in node ``ds`` on
+    ``service_ip``, nodes ``nN`` added on the switch (MAC ``02:00:0a:00:00:0N``); daemons get
+    ``tunables`` through a NETD_TUNABLES file and ``env`` on top of the test's environment."""
+
+    def __init__(
+        self,
+        lab: Lab,
+        tmp: Path,
+        service_ip: str,
+        tunables: Mapping[str, object],
+        *,
+        gc: float = 1.0,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.lab = lab
+        path = tmp / "tunables.yaml"
+        path.write_text("".join(f"{k}: {v}\n" for k, v in tunables.items()))
+        self.env = dict(os.environ, NETD_TUNABLES=str(path), **(env or {}))
+        self.sw = lab.switch("sw")
+        ds = lab.node("ds")
+        lab.connect(ds, self.sw, "eth0")
+        ds.sh(f"ip addr add {service_ip}/24 dev eth0")
+        self.service = Service(ds, self.env, service_ip, gc=gc)
+        self.state_file = ds.dir / "state.binpb"
+        self.nodes: dict[int, Machined] = {}
+
+    def add(self, i: int, text: str) -> Machined:
+        n = self.lab.node(f"n{i}", hostname=f"n{i}")
+        self.lab.connect(n, self.sw, "eth0", mac=f"02:00:0a:00:00:0{i}")
+        n.sh("sysctl -qw net.ipv6.conf.eth0.accept_dad=0 || true")
+        m = Machined(n, text, self.env)
+        self.nodes[i] = m
+        return m

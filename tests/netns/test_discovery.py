@@ -22,7 +22,6 @@ Proven, in order (the tests share the nodes and run in file order):
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -32,7 +31,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import Lab, Machined, Node, Service, wait_until
+from harness import Lab, Machined, Node, wait_until
+from harness.daemons import ServiceWorld
 from harness.daemons import listening as daemon_listening
 
 BIN = Path(sys.executable).parent
@@ -78,28 +78,9 @@ def listening(node: Node, port: int) -> bool:
     return daemon_listening(node, SERVICE_IP, port)
 
 
-class World:
+class World(ServiceWorld):
     def __init__(self, lab: Lab, tmp: Path) -> None:
-        self.lab = lab
-        tunables = tmp / "tunables.yaml"
-        tunables.write_text(f"DISCOVERY_TTL: {TTL}\n")
-        self.env = dict(os.environ)
-        self.env["NETD_TUNABLES"] = str(tunables)
-        self.sw = lab.switch("sw")
-        ds = lab.node("ds")
-        lab.connect(ds, self.sw, "eth0")
-        ds.sh(f"ip addr add {SERVICE_IP}/24 dev eth0")
-        self.service = Service(ds, self.env, SERVICE_IP, gc=GC)
-        self.state_file = ds.dir / "state.binpb"
-        self.nodes: dict[int, Machined] = {}
-
-    def add(self, i: int, text: str) -> Machined:
-        n = self.lab.node(f"n{i}", hostname=f"n{i}")
-        self.lab.connect(n, self.sw, "eth0", mac=f"02:00:0a:00:00:0{i}")
-        n.sh("sysctl -qw net.ipv6.conf.eth0.accept_dad=0 || true")
-        m = Machined(n, text, self.env)
-        self.nodes[i] = m
-        return m
+        super().__init__(lab, tmp, SERVICE_IP, {"DISCOVERY_TTL": TTL}, gc=GC)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ the service alone in node ``ds`` on ``10.0.0.254:3000``. Timers shortened throug
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -21,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Lab, Machined, Node, Service, wait_until
+from harness import Lab, Machined, Node, wait_until
+from harness.daemons import ServiceWorld
 
 CLUSTER_ID = "8XuV9TZHW08DOk3bVxQjH9ih_TBKjnh-j44tsCLSBzo="
 SECRET = "kCQsKr4B28VUl7qw1sVkTDNF9fFH++ViIuKsss+C6kc="
@@ -68,35 +68,15 @@ cluster:
 """
 
 
-class World:
+class World(ServiceWorld):
     def __init__(self, lab: Lab, tmp: Path) -> None:
-        self.lab = lab
-        tunables = tmp / "tunables.yaml"
-        tunables.write_text("".join(f"{k}: {v}\n" for k, v in TUNABLES.items()))
-        self.env = dict(os.environ)
-        self.env["NETD_TUNABLES"] = str(tunables)
-        self.env["NETD_WIREGUARD_BACKEND"] = "userspace"
-        self.sw = lab.switch("sw")
-        ds = lab.node("ds")
-        lab.connect(ds, self.sw, "eth0")
-        ds.sh(f"ip addr add {SERVICE_IP}/24 dev eth0")
-        self.service = Service(ds, self.env, SERVICE_IP)
-        self.state_file = ds.dir / "state.binpb"
-        self.nodes: dict[int, Machined] = {}
+        super().__init__(lab, tmp, SERVICE_IP, TUNABLES, env={"NETD_WIREGUARD_BACKEND": "userspace"})
 
     def service_up(self) -> None:
         """Started by the first test; a test run alone (``-k``) starts it here."""
         p = self.service.proc
         if p is None or p.poll() is not None:
             self.service.start("--state-file", str(self.state_file))
-
-    def add(self, i: int, text: str) -> Machined:
-        n = self.lab.node(f"n{i}", hostname=f"n{i}")
-        self.lab.connect(n, self.sw, "eth0", mac=f"02:00:0a:00:00:0{i}")
-        n.sh("sysctl -qw net.ipv6.conf.eth0.accept_dad=0 || true")
-        m = Machined(n, text, self.env)
-        self.nodes[i] = m
-        return m
 
 
 @pytest.fixture(scope="module")
