@@ -51,6 +51,10 @@ from .target import Target, parse_endpoint, resolve_redirect
 log = logging.getLogger("discovery_client")
 
 
+#: How long stop() waits for the run loop to end after cancelling it, before closing the channel.
+STOP_TIMEOUT = 1.0
+
+
 @dataclass(frozen=True)
 class ClientTimers:
     """Every timer of the client in seconds; defaults are the spec's (§8).
@@ -227,10 +231,15 @@ class DiscoveryClient:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # Bounded: a grpc.aio call in flight can take seconds to notice the cancellation
+            # (seen after service restarts), and `netctl reset` waits for this.
+            done, _ = await asyncio.wait({task}, timeout=STOP_TIMEOUT)
+            if not done:
+                log.warning("discovery client did not stop within %.0fs; closing its channel", STOP_TIMEOUT)
+        await self._close_channel()  # cancels every call still on it
         await self._stop_watch()
-        await self._close_channel()
+        if task is not None and not task.done():
+            await asyncio.wait({task}, timeout=STOP_TIMEOUT)
 
     async def leave(self, timeout: float | None = None) -> bool:
         """Send AffiliateDelete now, best effort, for ``netctl reset`` / ``machined --leave``
